@@ -1,0 +1,1 @@
+//! Shared helpers for the kiln benchmarks (corpus loading, byte counting).
