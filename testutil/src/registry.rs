@@ -1,0 +1,1 @@
+//! A real local registry for tests (Debian's `docker-registry`).

@@ -1,0 +1,1 @@
+//! Busybox root filesystems made from Debian's `busybox-static`.

@@ -1,0 +1,1 @@
+//! Builders for ordinary and hostile layer tar archives.
