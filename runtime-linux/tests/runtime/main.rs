@@ -1,0 +1,9 @@
+//! Integration tests of kiln-runtime-linux against the real kernel (run as
+//! root; the rootless test drops to an unprivileged uid itself).
+
+mod bundle;
+mod container;
+mod rootless;
+mod seccomp;
+mod spec;
+mod support;
