@@ -3,7 +3,10 @@
 //! Argument parsing, rendering and exit codes live here; all the work is done
 //! by the libraries.
 
+mod build;
 mod dockerfile;
+mod progress;
+mod run;
 
 use std::process::ExitCode;
 
@@ -25,12 +28,18 @@ enum Command {
     /// Work with Dockerfiles: parse, lint.
     #[command(subcommand)]
     Dockerfile(dockerfile::DockerfileCommand),
+    /// Build an image from a Dockerfile and a context directory.
+    Build(build::BuildArgs),
+    /// Run a command in a new container from an image.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dockerfile(cmd) => dockerfile::run(cmd),
+        Command::Build(args) => build::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,95 @@
-//! The daemonless Dockerfile builder (skeleton; lands with issue 6).
+//! The daemonless Dockerfile builder: composes the kiln leaf crates into
+//! `docker build` and `docker run`, as a library.
 //!
-//! Will compose the kiln leaf crates: plan a Dockerfile into a DAG, look up a
-//! content-addressed cache, run steps in parallel, and write OCI images.
+//! # What it does
+//!
+//! [`Builder::build`] takes a [`BuildRequest`] (context directory,
+//! Dockerfile, tags, [`BuildOptions`]) and produces an OCI image in the
+//! store under [`Root`]: the Dockerfile is parsed by
+//! `kiln-dockerfile-parser`, planned into stages (`--target`, unused
+//! stages pruned, independent stages in parallel), and each step is looked
+//! up in a content-addressed cache ([`CacheInputs`], [`CacheIndex`]) before
+//! it runs. RUN steps execute through an [`Executor`] ([`LinuxExecutor`]
+//! on `kiln-runtime-linux`) on an overlay of layer snapshots keyed by chain
+//! id; the overlay's upper dir becomes the layer. COPY/ADD stage files and
+//! write them as a layer directly (`kiln-image-layers`). The image config
+//! follows Docker's rules ([`ImageConfig`]). Progress is a stream of typed
+//! [`Event`]s on a tokio channel. [`run_image`] runs a container from an
+//! image with Docker's ENTRYPOINT/CMD rules.
+//!
+//! # What it does not do
+//!
+//! It never prints (the CLI renders events). It builds for the host
+//! platform only. Not implemented yet (each is an error naming it, never
+//! silently ignored): `ADD` from git, `RUN --mount=type=ssh`,
+//! `RUN --security`, `--device`, `--platform` other than the host's.
+//! Pushing images is not part of the builder; the cache does go to
+//! registries ([`export_cache`], [`import_cache`]). Base images missing
+//! from the store are pulled with `kiln-registry-client` ([`pull_image`]);
+//! results can also be written as a directory, an OCI archive or a docker
+//! archive ([`Output`]). Snapshots and cache records are never garbage
+//! collected yet.
+//!
+//! # Data flow
+//!
+//! ```text
+//! BuildRequest ─▶ parse ─▶ Plan (stages, deps, target)
+//!                              │ per stage (parallel when independent)
+//!                              ▼
+//!          step ─▶ CacheInputs::key ─▶ CacheIndex hit? ──yes──▶ reuse layer
+//!                                         │ no
+//!                                         ▼
+//!               RUN: Executor on overlay(snapshots) ─▶ upper dir ─▶ layer
+//!               COPY/ADD: staged files ──────────────────────────▶ layer
+//!                                         ▼
+//!                      ImageConfig + manifest ─▶ Store (tagged)
+//! ```
+//!
+//! # Example
+//!
+//! ```no_run
+//! use kiln_build_engine::{BuildRequest, Builder, Root};
+//! # async fn demo() -> Result<(), kiln_build_engine::Error> {
+//! let root = Root::open(&Root::default_dir())?;
+//! let result = Builder::new(root).build(BuildRequest::new("./app").tag("app:dev")).await?;
+//! println!("built {}", result.manifest_digest);
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod cache;
+mod config;
+mod context;
+mod copy;
+mod dockerignore;
+mod error;
+mod exec;
+mod fsutil;
+mod image;
+mod output;
+mod progress;
+mod pull;
+mod remote_cache;
+mod root;
+mod run;
+mod snapshot;
+
+pub use builder::{
+    BuildOptions, BuildRequest, BuildResult, Builder, DockerfileSource, HOST_ARCH, HOST_OS,
+};
+pub use cache::{CacheIndex, CacheInputs, CacheRecord, LayerRecord};
+pub use config::{ConfigChange, ImageConfig, expand_ports, resolve_workdir};
+pub use context::{BuildContext, ContextEntry, DigestCache, EntryKind, unpack_context_tar};
+pub use dockerignore::DockerIgnore;
+pub use error::{Cause, Error, Result};
+pub use exec::{ExecJob, ExecMount, Executor, LinuxExecutor, NetworkMode};
+pub use image::{ImageRef, LocalImage, resolve_local};
+pub use output::Output;
+pub use progress::{Event, EventKind, Progress, StepId, Stream};
+pub use pull::pull_image;
+pub use remote_cache::{CACHE_CONFIG_MEDIA_TYPE, export_cache, import_cache};
+pub use root::Root;
+pub use run::{RunRequest, import_rootfs, run_image};
+pub use snapshot::{MergedView, Snapshots};
 
 pub use oci_spec;

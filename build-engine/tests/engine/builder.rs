@@ -1,0 +1,220 @@
+//! The scheduler and the cache, with a synthetic executor that counts
+//! what runs and writes one file per execution into the upper dir.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use kiln_build_engine::{
+    BuildRequest, Builder, Error, EventKind, ExecJob, Executor, Progress, Root, Stream,
+};
+
+#[derive(Debug, Default)]
+struct Counting {
+    runs: Mutex<Vec<String>>,
+    /// Commands containing "rendezvous" wait here for a partner.
+    waiting: Mutex<usize>,
+    met: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Executor for Counting {
+    fn run(&self, job: &ExecJob, output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32, Error> {
+        let cmd = job.args.join(" ");
+        self.runs.lock().unwrap().push(cmd.clone());
+        if cmd.contains("rendezvous") {
+            let mut n = self.waiting.lock().unwrap();
+            *n += 1;
+            if *n >= 2 {
+                *self.met.lock().unwrap() = true;
+                self.cv.notify_all();
+            } else {
+                let (_g, _) = self.cv.wait_timeout(n, Duration::from_secs(20)).unwrap();
+            }
+        }
+        if cmd.contains("wait-for-cancel") {
+            for _ in 0..1000 {
+                if job.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.runs.lock().unwrap().push("saw-cancel".into());
+                    return Err(Error::Cancelled);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        output(Stream::Stdout, format!("ran {cmd}\n").as_bytes());
+        if cmd.contains("fail") {
+            output(Stream::Stderr, b"something broke\n");
+            return Ok(2);
+        }
+        let name = format!("out-{}", self.runs.lock().unwrap().len());
+        std::fs::write(job.upper.join(name), cmd).unwrap();
+        Ok(0)
+    }
+}
+
+fn setup(df: &str) -> (tempfile::TempDir, tempfile::TempDir, Root) {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), df).unwrap();
+    std::fs::write(ctx.path().join("a.txt"), "a").unwrap();
+    std::fs::write(ctx.path().join("b.txt"), "b").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let root = Root::open(state.path()).unwrap();
+    (ctx, state, root)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_build_is_all_cache_and_a_file_change_reruns_its_readers_only() {
+    let df =
+        "FROM scratch\nRUN step-one\nCOPY a.txt /a\nRUN step-two\nCOPY b.txt /b\nRUN step-three\n";
+    let (ctx, _state, root) = setup(df);
+    let exec = Arc::new(Counting::default());
+    let b = Builder::new(root).with_executor(exec.clone());
+    let r1 = b
+        .build(BuildRequest::new(ctx.path()).tag("t:1"))
+        .await
+        .unwrap();
+    assert_eq!((r1.steps, r1.cached), (5, 0));
+    assert_eq!(exec.runs.lock().unwrap().len(), 3);
+    let r2 = b
+        .build(BuildRequest::new(ctx.path()).tag("t:1"))
+        .await
+        .unwrap();
+    assert_eq!((r2.steps, r2.cached), (5, 5));
+    assert_eq!(r2.manifest_digest, r1.manifest_digest);
+    assert_eq!(exec.runs.lock().unwrap().len(), 3, "nothing ran again");
+    std::fs::write(ctx.path().join("b.txt"), "B").unwrap();
+    let r3 = b
+        .build(BuildRequest::new(ctx.path()).tag("t:1"))
+        .await
+        .unwrap();
+    assert_eq!(r3.cached, 3, "steps before COPY b.txt come from cache");
+    assert_eq!(
+        exec.runs.lock().unwrap().as_slice().last().unwrap(),
+        "/bin/sh -c step-three"
+    );
+    assert_eq!(exec.runs.lock().unwrap().len(), 4);
+    assert_eq!(r3.config["rootfs"]["diff_ids"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn independent_stages_run_in_parallel_and_unneeded_ones_never() {
+    let df = "FROM scratch AS unused\nRUN never\n\nFROM scratch AS a\nRUN rendezvous-a\n\nFROM scratch AS b\nRUN rendezvous-b\n\nFROM scratch\nCOPY --from=a / /x/\nCOPY --from=b / /y/\n";
+    let (ctx, _state, root) = setup(df);
+    let exec = Arc::new(Counting::default());
+    let b = Builder::new(root).with_executor(exec.clone());
+    b.build(BuildRequest::new(ctx.path())).await.unwrap();
+    assert!(
+        *exec.met.lock().unwrap(),
+        "stages a and b did not run at the same time"
+    );
+    let runs = exec.runs.lock().unwrap().clone();
+    assert!(!runs.iter().any(|r| r.contains("never")), "{runs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_reports_step_line_exit_code_and_output_tail_via_events() {
+    let df = "FROM scratch\nRUN ok\nRUN fail now\n";
+    let (ctx, _state, root) = setup(df);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let b = Builder::new(root)
+        .with_executor(Arc::new(Counting::default()))
+        .with_progress(Progress::new(tx));
+    let err = b
+        .build(BuildRequest::new(ctx.path()).tag("t:x"))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::StepFailed {
+            line,
+            exit_code,
+            tail,
+            ..
+        } => {
+            assert_eq!((*line, *exit_code), (3, 2));
+            assert_eq!(tail.last().map(String::as_str), Some("something broke"));
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    drop(b);
+    let mut kinds = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        kinds.push(ev.kind);
+    }
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::Log { line, .. } if line == "ran /bin/sh -c ok"))
+    );
+    assert!(kinds.iter().any(|k| matches!(k, EventKind::Failed { .. })));
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::Finished { .. }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn build_args_scope_and_unused_warning_and_explained_misses() {
+    let df = "ARG G=global\nFROM scratch\nARG G\nARG L=local\nRUN echo $G $L\n";
+    let (ctx, _state, root) = setup(df);
+    let exec = Arc::new(Counting::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let b = Builder::new(root)
+        .with_executor(exec.clone())
+        .with_progress(Progress::new(tx));
+    let mut req = BuildRequest::new(ctx.path());
+    req.options.build_args.insert("L".into(), "v1".into());
+    req.options.build_args.insert("STRAY".into(), "x".into());
+    let r = b.build(req.clone()).await.unwrap();
+    let hist = r.config["history"].as_array().unwrap();
+    let run = hist
+        .iter()
+        .find(|h| h["created_by"].as_str().unwrap().starts_with("RUN"))
+        .unwrap();
+    assert_eq!(
+        run["created_by"],
+        "RUN |2 G=global L=v1 /bin/sh -c echo $G $L"
+    );
+    req.options.build_args.insert("L".into(), "v2".into());
+    b.build(req).await.unwrap();
+    drop(b);
+    let mut warnings = Vec::new();
+    let mut reasons = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        match ev.kind {
+            EventKind::Warning { message } => warnings.push(message),
+            EventKind::CacheMiss { reasons: r } => reasons.extend(r),
+            _ => {}
+        }
+    }
+    assert!(
+        warnings.iter().any(|w| w.contains("\"STRAY\"")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("\"L\"")),
+        "{warnings:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("the previous step changed") || r.contains("instruction changed")),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_stage_cancels_its_parallel_sibling_and_its_error_is_reported() {
+    let df = "FROM scratch AS a\nRUN fail fast\n\nFROM scratch AS b\nRUN wait-for-cancel\n\nFROM scratch\nCOPY --from=a / /a/\nCOPY --from=b / /b/\n";
+    let (ctx, _state, root) = setup(df);
+    let exec = Arc::new(Counting::default());
+    let b = Builder::new(root).with_executor(exec.clone());
+    let err = b
+        .build(BuildRequest::new(ctx.path()).tag("t:c"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::StepFailed { exit_code: 2, .. }),
+        "{err:?}"
+    );
+    assert!(exec.runs.lock().unwrap().iter().any(|r| r == "saw-cancel"));
+}

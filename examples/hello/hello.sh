@@ -1,0 +1,3 @@
+#!/bin/sh
+cat "$GREETING_FILE"
+echo "Running as $(id -un) in $(pwd), $*."

@@ -1,0 +1,162 @@
+//! `kiln run`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use kiln_build_engine::{ExecMount, NetworkMode, Root, RunRequest, run_image};
+
+/// `kiln run` arguments (docker run's names).
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Remove the container's writable layer when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Keep standard input open.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Set an environment variable `KEY=VALUE` (or `KEY` from the environment).
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// User (`name`, `uid`, `name:group`, `uid:gid`).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Working directory in the container.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// Overwrite the image's ENTRYPOINT.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Bind mount `SRC:DST[:ro]`.
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// Mount the root file system read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit (`512m`, `1g`, bytes).
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// CPU limit (`1.5`).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Network: `none` (default, loopback only) or `host`.
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// Name of the container (its writable layer is kept under this name
+    /// without --rm).
+    #[arg(long)]
+    name: Option<String>,
+    /// The image.
+    image: String,
+    /// Command and arguments (replace the image's CMD).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.chars().last() {
+        Some('b') => (&s[..s.len() - 1], 1),
+        Some('k') => (&s[..s.len() - 1], 1 << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s.as_str(), 1),
+    };
+    let n: i64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    Ok(n * mult)
+}
+
+/// Runs `kiln run`; the container's exit status becomes kiln's.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut req = RunRequest::default();
+    req.image = args.image.clone();
+    req.cmd = args.command.clone();
+    req.entrypoint = args.entrypoint.clone();
+    req.env = args.env.clone();
+    req.user = args.user.clone();
+    req.workdir = args.workdir.clone();
+    req.read_only = args.read_only;
+    req.memory = args.memory.as_deref().map(parse_bytes).transpose()?;
+    req.cpus = args.cpus;
+    req.pids_limit = args.pids_limit;
+    req.tty = args.tty;
+    req.interactive = args.interactive;
+    req.remove = args.rm;
+    req.name = args.name.clone();
+    req.network = match args.network.as_str() {
+        "host" => NetworkMode::Host,
+        "none" => NetworkMode::None,
+        other => bail!("--network {other:?}: kiln supports none and host"),
+    };
+    for v in &args.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, "ro"] => (*s, *d, true),
+            [s, d, "rw"] => (*s, *d, false),
+            _ => bail!("-v {v:?}: expected SRC:DST[:ro]"),
+        };
+        let src = std::fs::canonicalize(src).with_context(|| format!("-v {v}: source {src:?}"))?;
+        if !dst.starts_with('/') {
+            bail!("-v {v}: the destination must be an absolute path");
+        }
+        req.volumes.push(ExecMount::Bind {
+            source: src,
+            target: dst.to_string(),
+            read_only: ro,
+        });
+    }
+    let root = Root::open(&Root::default_dir())?;
+    // With -t on a terminal, the container's pty does the line editing and
+    // echo: put the user's terminal in raw mode for the run, and restore it.
+    let saved = if args.tty { RawMode::enter() } else { None };
+    let code = run_image(&root, &req);
+    drop(saved);
+    let code = code?;
+    Ok(ExitCode::from(
+        u8::try_from(code.clamp(0, 255)).unwrap_or(255),
+    ))
+}
+
+/// The terminal's settings before raw mode; restored on drop.
+struct RawMode(rustix::termios::Termios);
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = rustix::termios::tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.0,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_as_docker_takes_them() {
+        assert_eq!(parse_bytes("512").ok(), Some(512));
+        assert_eq!(parse_bytes("64m").ok(), Some(64 << 20));
+        assert_eq!(parse_bytes("1G").ok(), Some(1 << 30));
+        assert_eq!(parse_bytes("10k").ok(), Some(10 << 10));
+        assert!(parse_bytes("lots").is_err());
+    }
+}
