@@ -34,10 +34,14 @@ fn make_context(dir: &Path, n: usize) {
             std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("mkdir: {e}"));
         }
         let body = format!("{i:08}\n").repeat(1 + i % 64);
-        std::fs::write(d.join(format!("f{i:05}.txt")), body).unwrap_or_else(|e| panic!("write: {e}"));
+        std::fs::write(d.join(format!("f{i:05}.txt")), body)
+            .unwrap_or_else(|e| panic!("write: {e}"));
     }
-    std::fs::write(dir.join(".dockerignore"), "**/*.tmp\nd199\n!d199/f19999.txt\n")
-        .unwrap_or_else(|e| panic!("write: {e}"));
+    std::fs::write(
+        dir.join(".dockerignore"),
+        "**/*.tmp\nd199\n!d199/f19999.txt\n",
+    )
+    .unwrap_or_else(|e| panic!("write: {e}"));
 }
 
 #[derive(Debug)]
@@ -63,7 +67,9 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
 
     g.bench_function(format!("dockerignore.match.{n}"), |b| {
-        let paths: Vec<String> = (0..n).map(|i| format!("d{:03}/f{i:05}.txt", i % 200)).collect();
+        let paths: Vec<String> = (0..n)
+            .map(|i| format!("d{:03}/f{i:05}.txt", i % 200))
+            .collect();
         b.iter(|| paths.iter().filter(|p| ignore.is_excluded(p)).count())
     });
     g.bench_function(format!("context.walk+hash.cold.{n}"), |b| {
@@ -109,11 +115,16 @@ fn bench(c: &mut Criterion) {
     let builder = Builder::new(root).with_executor(Arc::new(Touch));
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
     let req = BuildRequest::new(ctx.path()).tag("bench:noop");
-    rt.block_on(builder.build(req.clone())).unwrap_or_else(|e| panic!("first build: {e}"));
+    rt.block_on(builder.build(req.clone()))
+        .unwrap_or_else(|e| panic!("first build: {e}"));
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    rt.block_on(builder.build(req.clone())).unwrap_or_else(|e| panic!("second build: {e}"));
+    rt.block_on(builder.build(req.clone()))
+        .unwrap_or_else(|e| panic!("second build: {e}"));
     g.bench_function(format!("rebuild.noop.{n}"), |b| {
-        b.iter(|| rt.block_on(builder.build(req.clone())).unwrap_or_else(|e| panic!("{e}")))
+        b.iter(|| {
+            rt.block_on(builder.build(req.clone()))
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
     });
     g.finish();
 }
