@@ -204,7 +204,10 @@ async fn build_args_scope_and_unused_warning_and_explained_misses() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_stage_cancels_its_parallel_sibling_and_its_error_is_reported() {
-    let df = "FROM scratch AS a\nRUN fail fast\n\nFROM scratch AS b\nRUN wait-for-cancel\n\nFROM scratch\nCOPY --from=a / /a/\nCOPY --from=b / /b/\n";
+    // Both RUNs meet at the rendezvous first, so stage b is inside the
+    // executor when stage a fails (otherwise b may be cancelled before it
+    // ever starts, which is also correct but not what this test checks).
+    let df = "FROM scratch AS a\nRUN rendezvous fail fast\n\nFROM scratch AS b\nRUN rendezvous wait-for-cancel\n\nFROM scratch\nCOPY --from=a / /a/\nCOPY --from=b / /b/\n";
     let (ctx, _state, root) = setup(df);
     let exec = Arc::new(Counting::default());
     let b = Builder::new(root).with_executor(exec.clone());
