@@ -207,6 +207,9 @@ pub(crate) struct ChildPlan {
     /// container's own devpts instance, is sent to the parent; the slave
     /// becomes the process's stdio and controlling terminal.
     pub console_sock: Option<RawFd>,
+    /// The terminal's size (rows, cols) when the caller set one before the
+    /// start: applied before exec, so the process never sees 0x0.
+    pub console_size: Option<(u16, u16)>,
     /// Run a minimal init as pid 1 that reaps zombies and forwards signals.
     pub init: bool,
     pub uid: libc::uid_t,
@@ -383,7 +386,8 @@ fn setup(plan: &ChildPlan, argv: &[*const c_char], envp: &[*const c_char]) -> St
         check(libc::setsid(), Fixed::Setsid as u32)?;
         let mut stdio = [plan.stdin, plan.stdout, plan.stderr];
         if let Some(sock) = plan.console_sock {
-            let slave = open_console(sock).map_err(|e| (Fixed::Console as u32, e))?;
+            let slave =
+                open_console(sock, plan.console_size).map_err(|e| (Fixed::Console as u32, e))?;
             check(libc::ioctl(slave, libc::TIOCSCTTY, 0), Fixed::Ctty as u32)?;
             stdio = [slave; 3];
         }
@@ -506,7 +510,7 @@ fn setup(plan: &ChildPlan, argv: &[*const c_char], envp: &[*const c_char]) -> St
 /// Opens a pty in the container's devpts instance (as runc does with its
 /// console socket), bind-mounts the slave on `/dev/console`, sends the
 /// master to the parent and returns the slave.
-unsafe fn open_console(sock: RawFd) -> Result<RawFd, c_int> {
+unsafe fn open_console(sock: RawFd, size: Option<(u16, u16)>) -> Result<RawFd, c_int> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
     use std::mem::MaybeUninit;
     use std::os::fd::BorrowedFd;
@@ -526,6 +530,17 @@ unsafe fn open_console(sock: RawFd) -> Result<RawFd, c_int> {
         let slave = libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY);
         if slave < 0 {
             return Err(errno());
+        }
+        if let Some((rows, cols)) = size {
+            let ws = libc::winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            if libc::ioctl(master, libc::TIOCSWINSZ, &ws) < 0 {
+                return Err(errno());
+            }
         }
         let mut n: libc::c_uint = 0;
         if libc::ioctl(master, libc::TIOCGPTN, &mut n) < 0 {

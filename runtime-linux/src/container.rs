@@ -1436,6 +1436,7 @@ fn run_prepared(
         stdout: out_child.as_raw_fd(),
         stderr: err_child.as_raw_fd(),
         console_sock: console.as_ref().map(|(_, child)| child.as_raw_fd()),
+        console_size: control.with_quiet(|s| s.size),
         init,
         uid: p.uid,
         gid: p.gid,
