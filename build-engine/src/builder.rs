@@ -805,6 +805,30 @@ impl Shared<'_> {
             .map_err(|e| Error::instruction(line, e.to_string()))
     }
 
+    /// Expands the keys and values of ENV or LABEL pairs against the
+    /// environment as it was before the instruction, and renders them as
+    /// `k=v k=v` for the history entry.
+    fn expand_pairs(
+        &self,
+        state: &StageState,
+        pairs: &[kiln_dockerfile_parser::KeyValue],
+        line: usize,
+    ) -> Result<(Vec<(String, String)>, String)> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for kv in pairs {
+            out.push((
+                self.expand(state, &kv.key, line)?,
+                self.expand(state, &kv.value, line)?,
+            ));
+        }
+        let text = out
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok((out, text))
+    }
+
     fn run_instruction(
         &self,
         state: &mut StageState,
@@ -883,34 +907,12 @@ impl Shared<'_> {
                 // Every pair is expanded against the environment as it was
                 // before the instruction (Dockerfile reference: `ENV
                 // abc=bye def=$abc` gives def the previous abc).
-                let mut pairs = Vec::new();
-                for kv in &e.pairs {
-                    pairs.push((
-                        self.expand(state, &kv.key, line)?,
-                        self.expand(state, &kv.value, line)?,
-                    ));
-                }
-                let text = pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let (pairs, text) = self.expand_pairs(state, &e.pairs, line)?;
                 meta(state, Some(ConfigChange::Env(pairs)), format!("ENV {text}"));
                 Ok(())
             }
             InstructionKind::Label(l) => {
-                let mut pairs = Vec::new();
-                for kv in &l.pairs {
-                    pairs.push((
-                        self.expand(state, &kv.key, line)?,
-                        self.expand(state, &kv.value, line)?,
-                    ));
-                }
-                let text = pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let (pairs, text) = self.expand_pairs(state, &l.pairs, line)?;
                 meta(
                     state,
                     Some(ConfigChange::Label(pairs)),
