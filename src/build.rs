@@ -194,7 +194,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     request.tags = args.tags.clone();
     request.options = options;
 
-    let root = Root::open(&Root::default_dir())?;
+    let root = Root::open_configured()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

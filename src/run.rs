@@ -111,7 +111,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             read_only: ro,
         });
     }
-    let root = Root::open(&Root::default_dir())?;
+    let root = Root::open_configured()?;
     // With -t on a terminal, the container's pty does the line editing and
     // echo: put the user's terminal in raw mode for the run, and restore it.
     let saved = if args.tty { RawMode::enter() } else { None };
