@@ -4,6 +4,7 @@
 //! by the libraries.
 
 mod build;
+mod containers;
 mod dockerfile;
 mod progress;
 mod run;
@@ -32,6 +33,27 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Remove one or more containers.
+    Rm(containers::RmArgs),
+    /// Start one or more stopped containers.
+    Start(containers::StartArgs),
+    /// Stop one or more running containers (SIGTERM, then SIGKILL).
+    Stop(containers::StopArgs),
+    /// Send a signal to one or more running containers.
+    Kill(containers::KillArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(containers::WaitArgs),
+    /// Fetch the logs of a container.
+    Logs(containers::LogsArgs),
+    /// Create a new image from a container's changes.
+    Commit(containers::CommitArgs),
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
+    /// Supervise a detached container (internal).
+    #[command(name = "__monitor", hide = true)]
+    Monitor(containers::MonitorArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +62,16 @@ fn main() -> ExitCode {
         Command::Dockerfile(cmd) => dockerfile::run(cmd),
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::Ps(args) => containers::ps(args),
+        Command::Rm(args) => containers::rm(args),
+        Command::Start(args) => containers::start(args),
+        Command::Stop(args) => containers::stop(args),
+        Command::Kill(args) => containers::kill(args),
+        Command::Wait(args) => containers::wait(args),
+        Command::Logs(args) => containers::logs(args),
+        Command::Commit(args) => containers::commit(args),
+        Command::Exec(args) => containers::exec(args),
+        Command::Monitor(args) => containers::monitor(args),
     };
     match result {
         Ok(code) => code,
@@ -49,8 +81,14 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("kiln: {err:#}");
             }
-            // Docker's convention: 125 when the tool itself failed.
-            ExitCode::from(125)
+            // Docker's convention: 126/127 when the container's command
+            // cannot be run, 125 when the tool itself failed.
+            match err.downcast_ref::<kiln_build_engine::Error>() {
+                Some(kiln_build_engine::Error::ContainerCommand { exit_code, .. }) => {
+                    ExitCode::from(u8::try_from(*exit_code).unwrap_or(125))
+                }
+                _ => ExitCode::from(125),
+            }
         }
     }
 }
