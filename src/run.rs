@@ -7,6 +7,10 @@ use kiln_build_engine::{ExecMount, NetworkMode, Root, RunRequest, run_image};
 
 /// `kiln run` arguments (docker run's names).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kiln run --rm busybox echo hello
+  kiln run --rm -it -v \"$PWD\":/src:ro -w /src busybox sh
+  kiln run --rm --network host --memory 512m -e MODE=prod app:1")]
 pub struct RunArgs {
     /// Remove the container's writable layer when it exits.
     #[arg(long)]
