@@ -7,9 +7,11 @@ use kiln_build_engine::{ExecMount, NetworkMode, Root, RunRequest, containers, ru
 
 /// `kiln run` arguments (docker run's names).
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  kiln run --rm busybox echo hello\n  kiln run --name c1 busybox sh -c 'echo hi > /f'\n  kiln run -d --name web busybox httpd -f -p 8080\n  kiln run -it --rm busybox sh"
-)]
+#[command(after_help = "Examples:
+  kiln run --rm busybox echo hello
+  kiln run --rm -it -v \"$PWD\":/src:ro -w /src busybox sh
+  kiln run --rm --network host --memory 512m -e MODE=prod app:1
+  kiln run -d --name web busybox httpd -f -p 8080")]
 pub struct RunArgs {
     /// Run the container in the background and print its id.
     #[arg(short = 'd', long)]
