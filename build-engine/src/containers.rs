@@ -165,6 +165,9 @@ pub struct ContainerRecord {
     pub pid_start_time: Option<u64>,
     /// Pid of the kiln process that supervises the container.
     pub monitor_pid: Option<i32>,
+    /// Start time of `monitor_pid`.
+    #[serde(default)]
+    pub monitor_start_time: Option<u64>,
     /// When the process last started, seconds since the epoch.
     pub started_at: Option<i64>,
     /// Exit code of the last run (128 + signal when killed).
@@ -194,16 +197,19 @@ impl ContainerRecord {
         }
     }
 
-    /// Whether the recorded process still exists (and is the same process).
-    /// While the container is being started (no pid yet), whether its
-    /// supervisor is alive.
+    /// Whether the container is still running: its supervisor (the kiln
+    /// process that runs it and records its end) is alive, or, without a
+    /// recorded supervisor, its own process. Pids are compared together
+    /// with their start times, so a reused pid is not mistaken for them.
     pub fn process_alive(&self) -> bool {
-        match (self.pid, self.pid_start_time) {
-            (Some(pid), Some(t)) => process_start_time(pid) == Some(t),
-            (Some(pid), None) => process_start_time(pid).is_some(),
-            (None, _) => self
-                .monitor_pid
-                .is_some_and(|m| process_start_time(m).is_some()),
+        let alive = |pid: i32, start: Option<u64>| match start {
+            Some(t) => process_start_time(pid) == Some(t),
+            None => process_start_time(pid).is_some(),
+        };
+        match (self.monitor_pid, self.pid) {
+            (Some(m), _) => alive(m, self.monitor_start_time),
+            (None, Some(p)) => alive(p, self.pid_start_time),
+            (None, None) => false,
         }
     }
 
@@ -223,6 +229,8 @@ impl ContainerRecord {
             self.exit_code = Some(self.exit_code.unwrap_or(137));
             self.pid = None;
             self.pid_start_time = None;
+            self.monitor_pid = None;
+            self.monitor_start_time = None;
             if self.finished_at.is_none() {
                 self.finished_at = Some(now());
             }
@@ -546,6 +554,7 @@ pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
         pid: None,
         pid_start_time: None,
         monitor_pid: None,
+        monitor_start_time: None,
         started_at: None,
         exit_code: None,
         finished_at: None,
@@ -737,6 +746,7 @@ pub fn run_attached(
     rec.pid = None;
     rec.pid_start_time = None;
     rec.monitor_pid = Some(std::process::id() as i32);
+    rec.monitor_start_time = process_start_time(std::process::id() as i32);
     rec.exit_code = None;
     rec.finished_at = None;
     write_record(root, &rec)?;
@@ -782,6 +792,7 @@ pub fn run_attached(
     rec.pid = None;
     rec.pid_start_time = None;
     rec.monitor_pid = None;
+    rec.monitor_start_time = None;
     rec.finished_at = Some(now());
     rec.state = ContainerState::Exited;
     let outcome = match result {
@@ -1295,6 +1306,7 @@ mod tests {
             pid: Some(i32::MAX),
             pid_start_time: Some(1),
             monitor_pid: None,
+            monitor_start_time: None,
             started_at: Some(created),
             exit_code: None,
             finished_at: None,

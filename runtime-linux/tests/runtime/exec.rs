@@ -170,3 +170,24 @@ fn exec_into_a_gone_process_fails_cleanly() {
     );
     assert!(matches!(r, Err(Error::Read { .. })), "{r:?}");
 }
+
+#[test]
+fn exec_stdin_reaches_end_of_file() {
+    // Regression: the forking intermediate kept the parent's end of the
+    // stdin pipe open, so `cat` never saw end-of-file.
+    let (bg, pid) = Background::start(sh("touch /tmp/ready; sleep 60"));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(b"in\n".to_vec()));
+    let mut opts = RunOptions::new();
+    opts.timeout = Some(Duration::from_secs(20));
+    let status = exec_in(
+        pid,
+        sh("cat; echo end"),
+        opts,
+        Stdio::new(&mut out, &mut err).with_stdin(stdin),
+    )
+    .unwrap_or_else(|e| panic!("exec: {}", error_chain(&e)));
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(String::from_utf8_lossy(&out), "in\nend\n");
+    drop(bg);
+}
