@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kiln_dockerfile_parser::{CommandLine, InstructionKind, expand_word, expand_words};
-use kiln_image_layers::{ChangeSet, WriteOptions};
+use kiln_image_layers::{Change, ChangeKind, ChangeSet, WriteOptions};
 use kiln_runtime_linux::{Container, Control, RootFs, RunOptions, Stdio, exec_in};
 use serde::{Deserialize, Serialize};
 
@@ -696,8 +696,19 @@ pub fn run_attached(
     stdin: Option<Box<dyn Read + Send>>,
 ) -> Result<i32> {
     let dir = container_dir(root, id);
+    // One run at a time per container, whatever the records say: two
+    // `kiln start` racing each other must not share an upper directory.
+    let lock_path = dir.join("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("open", &lock_path, e))?;
+    let locked = fs4::fs_std::FileExt::try_lock_exclusive(&lock)
+        .map_err(|e| Error::io("lock", &lock_path, e))?;
     let mut rec = read_record(&dir)?.corrected();
-    if rec.state == ContainerState::Running {
+    if !locked || rec.state == ContainerState::Running {
         return Err(Error::Container {
             container: rec.name.clone(),
             message: "is already running".into(),
@@ -1153,13 +1164,32 @@ pub fn commit(root: &Root, name_or_id: &str, options: &CommitOptions) -> Result<
     for c in changes {
         config.apply(c);
     }
+    let running = rec.effective_state() == ContainerState::Running;
     let paused = match (options.pause, rec.effective_state(), rec.pid) {
         (true, ContainerState::Running, Some(pid)) => Some(Paused::new(pid)),
         _ => None,
     };
     let upper = container_dir(root, &rec.id).join("upper");
-    let set = ChangeSet::from_overlay_upper(&upper)
+    let mut set = ChangeSet::from_overlay_upper(&upper)
         .map_err(|e| Error::step(format!("scan the changes of container {}", rec.name), e))?;
+    if running {
+        // While it runs, the empty mount points of the /etc files the
+        // runtime bind-mounts (and removes again afterwards) are in the
+        // upper dir; they are not the container's changes (Docker keeps
+        // them in a separate init layer).
+        let runtime_files = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+        let kept: Vec<Change> = set
+            .changes()
+            .iter()
+            .filter(|c| {
+                !(c.kind == ChangeKind::Added
+                    && runtime_files.iter().any(|f| c.path == Path::new(f))
+                    && std::fs::metadata(upper.join(&c.path)).is_ok_and(|m| m.len() == 0))
+            })
+            .cloned()
+            .collect();
+        set = ChangeSet::new(&upper, kept);
+    }
     let layer = root
         .store()
         .put_layer(&set, &WriteOptions::default())

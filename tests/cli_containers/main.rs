@@ -69,6 +69,13 @@ fn row_of(name: &str, all: bool) -> Option<Vec<String>> {
     ps_rows(args).1.into_iter().find(|r| r[6] == name)
 }
 
+fn base_layer_count() -> usize {
+    manifest("docker.io/library/busybox:latest")["layers"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 fn container_dirs() -> Vec<PathBuf> {
     std::fs::read_dir(root().join("containers"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -442,6 +449,15 @@ fn detached_container_exec_commit_and_force_remove() {
     assert!(out.status.success(), "{}", text(&out));
     let out = kiln(&["run", "--rm", "img-live", "cat", "/live", "/tmp/in"]);
     assert_eq!(stdout(&out), "live\npiped\n", "{}", text(&out));
+    // The runtime's /etc mount points are not part of the commit.
+    let committed = layer_files("docker.io/library/img-live:latest", base_layer_count());
+    assert!(
+        !committed
+            .iter()
+            .any(|f| f.0 == "etc/hostname" || f.0 == "etc/resolv.conf"),
+        "{:?}",
+        committed.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
     // Still running after the commit (continued after the pause).
     let out = kiln(&["exec", "ex", "true"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -476,6 +492,22 @@ fn exit_codes_are_dockers() {
     assert!(out.status.success());
     assert!(row_of("ec-gone", true).is_none());
     assert!(!root().join("containers/names/ec-gone").exists());
+    // --rm with -d: the monitor removes it when it ends.
+    let out = kiln(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "ec-gone-d",
+        "busybox",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = stdout(&out).trim().to_string();
+    wait_until("the --rm container to be removed", || {
+        !root().join("containers").join(&id).exists()
+    });
+    assert!(row_of("ec-gone-d", true).is_none());
 }
 
 #[test]
