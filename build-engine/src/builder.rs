@@ -11,7 +11,7 @@ use kiln_dockerfile_parser::instructions::{
     NetworkMode as RunNetwork,
 };
 use kiln_dockerfile_parser::{
-    CommandLine, Dockerfile, Instruction, InstructionKind, expand_word, expand_words,
+    CommandLine, Dockerfile, Instruction, InstructionKind, PROXY_ARGS, expand_word, expand_words,
 };
 use kiln_image_layers::{ChangeSet, Digest, WriteOptions, chain_id};
 use serde_json::{Value, json};
@@ -137,19 +137,6 @@ pub const HOST_ARCH: &str = if cfg!(target_arch = "aarch64") {
 } else {
     "amd64"
 };
-
-const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
 
 impl Builder {
     /// A builder on the state directory `root`, running RUN steps with
@@ -616,6 +603,10 @@ struct StageState {
     last_created: Option<String>,
     step: usize,
     total: usize,
+    /// Whether the current step has already sent its own Started/Cached
+    /// events (layer steps do; metadata-only steps get theirs from
+    /// [`Shared::run_instruction`]).
+    reported: bool,
 }
 
 impl StageState {
@@ -743,6 +734,7 @@ impl Shared<'_> {
             last_created: None,
             step: 1,
             total,
+            reported: false,
         };
         self.progress.send(
             Some(&from_step),
@@ -848,9 +840,28 @@ impl Shared<'_> {
             line,
         };
         let created_default = timestamp(self.opts.source_date_epoch);
+        state.reported = false;
+        let started = Instant::now();
         let r = self.dispatch(state, &step, ins, &created_default);
+        // Metadata-only steps (ENV, LABEL, ARG, CMD, an existing WORKDIR,
+        // ...) change only the config; they report like every other step
+        // so that a renderer or embedder sees each instruction start and
+        // finish, with its duration.
+        if !state.reported {
+            self.progress.send(Some(&step), EventKind::Started);
+        }
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if !state.reported {
+                    self.progress.send(
+                        Some(&step),
+                        EventKind::Finished {
+                            duration: started.elapsed(),
+                        },
+                    );
+                }
+                Ok(())
+            }
             Err(e) => Err(self.fail(&step, e)),
         }
     }
@@ -1134,6 +1145,7 @@ impl Shared<'_> {
     ) -> Result<()> {
         let key = inputs.key();
         let slot = format!("{}|{}|{}", self.slot_base, state.index, step.index);
+        state.reported = true;
         if let Ok(mut c) = self.counters.lock() {
             c.0 += 1;
         }

@@ -221,3 +221,81 @@ async fn a_failing_stage_cancels_its_parallel_sibling_and_its_error_is_reported(
     );
     assert!(exec.runs.lock().unwrap().iter().any(|r| r == "saw-cancel"));
 }
+
+/// Collects the events of one build, keyed by step label.
+async fn build_events(
+    root: Root,
+    ctx: &std::path::Path,
+    exec: Arc<Counting>,
+) -> Vec<kiln_build_engine::Event> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let b = Builder::new(root)
+        .with_executor(exec)
+        .with_progress(Progress::new(tx));
+    b.build(BuildRequest::new(ctx)).await.unwrap();
+    drop(b);
+    let mut out = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        out.push(ev);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_step_reports_started_and_finished_or_cached() {
+    let df = "FROM scratch\nARG V=1\nENV A=b\nLABEL l=v\nEXPOSE 80\nUSER 0\nWORKDIR /\nRUN one\nCMD [\"x\"]\nCOPY a.txt /a\nSTOPSIGNAL SIGINT\n";
+    let (ctx, state, root) = setup(df);
+    let exec = Arc::new(Counting::default());
+    for round in 0..2 {
+        let root = Root::open(state.path()).unwrap();
+        let events = build_events(root, ctx.path(), exec.clone()).await;
+        // Every instruction (11 lines, FROM included) is a step with events.
+        let mut labels: Vec<String> = Vec::new();
+        for ev in &events {
+            if let Some(s) = &ev.step
+                && !labels.contains(&s.label)
+            {
+                labels.push(s.label.clone());
+            }
+        }
+        assert_eq!(labels.len(), 11, "round {round}: {labels:?}");
+        for label in &labels {
+            let kinds: Vec<&EventKind> = events
+                .iter()
+                .filter(|e| e.step.as_ref().is_some_and(|s| &s.label == label))
+                .map(|e| &e.kind)
+                .filter(|k| !matches!(k, EventKind::CacheMiss { .. } | EventKind::Log { .. }))
+                .collect();
+            let ok = matches!(
+                kinds.as_slice(),
+                [EventKind::Started, EventKind::Finished { .. }] | [EventKind::Cached]
+            );
+            assert!(ok, "round {round}: {label}: {kinds:?}");
+        }
+        // Layer steps are cached on the second round; metadata steps still
+        // report start and finish.
+        let cached: Vec<&String> = labels
+            .iter()
+            .filter(|l| {
+                events.iter().any(|e| {
+                    e.step.as_ref().is_some_and(|s| &s.label == *l)
+                        && matches!(e.kind, EventKind::Cached)
+                })
+            })
+            .collect();
+        if round == 0 {
+            assert!(cached.is_empty(), "{cached:?}");
+        } else {
+            // WORKDIR on `scratch` creates its directory: a layer step.
+            assert_eq!(cached.len(), 3, "WORKDIR, RUN and COPY: {cached:?}");
+        }
+        let env = labels.iter().find(|l| l.contains("ENV A=b")).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.step.as_ref().is_some_and(|s| &s.label == env)
+                    && matches!(e.kind, EventKind::Finished { .. }))
+        );
+    }
+    drop(root);
+}
