@@ -1054,9 +1054,14 @@ impl Shared<'_> {
                 }
                 let mut inputs = CacheInputs::new(&state.key);
                 inputs.push("instruction", created_by.clone());
-                self.layer_step(state, step, inputs, &created_by, &mut |staging: &Path| {
-                    mkdir_all(staging, &dir, 0, 0)
-                })
+                self.layer_step(
+                    state,
+                    step,
+                    inputs,
+                    &created_by,
+                    false,
+                    &mut |staging: &Path| mkdir_all(staging, &dir, 0, 0),
+                )
             }
             InstructionKind::Run(r) => self.run_step(state, step, ins, r),
             InstructionKind::Copy(c) => self.copy_step(state, step, ins, c, false, None),
@@ -1114,6 +1119,7 @@ impl Shared<'_> {
         step: &StepId,
         inputs: CacheInputs,
         created_by: &str,
+        link: bool,
         make: &mut dyn FnMut(&Path) -> Result<()>,
     ) -> Result<()> {
         self.cached_or(
@@ -1121,6 +1127,7 @@ impl Shared<'_> {
             step,
             inputs,
             created_by,
+            link,
             &mut |this: &Self, _state: &StageState| {
                 let staging = this.root.tempdir("copy-")?;
                 make(staging.path())?;
@@ -1134,13 +1141,20 @@ impl Shared<'_> {
     /// The cache protocol shared by every layer-producing step. `produce`
     /// makes the step's change set; the directory holding it becomes the
     /// layer's snapshot.
-    #[allow(clippy::type_complexity)]
+    ///
+    /// `link` marks a layer built independently of the layers below it
+    /// (`COPY --link`): its `inputs` do not start from the parent's key, so
+    /// the record is found again whatever the base is, and the layer is
+    /// rebased onto the new parent as it is. The steps after it are still
+    /// keyed by the parent *and* the layer (see [`Shared::finish_step`]).
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn cached_or(
         &self,
         state: &mut StageState,
         step: &StepId,
         inputs: CacheInputs,
         created_by: &str,
+        link: bool,
         produce: &mut dyn FnMut(&Self, &StageState) -> Result<(ChangeSet, tempfile::TempDir)>,
     ) -> Result<()> {
         let key = inputs.key();
@@ -1169,7 +1183,7 @@ impl Shared<'_> {
                 c.1 += 1;
             }
             self.progress.send(Some(step), EventKind::Cached);
-            self.finish_step(state, &key, &rec, created_by);
+            self.finish_step(state, &key, &rec, created_by, link);
             let _ = self.root.cache().set_last_inputs(&slot, &inputs);
             return Ok(());
         }
@@ -1223,7 +1237,7 @@ impl Shared<'_> {
         };
         self.root.cache().put(&key, &record)?;
         let _ = self.root.cache().set_last_inputs(&slot, &inputs);
-        self.finish_step(state, &key, &record, created_by);
+        self.finish_step(state, &key, &record, created_by, link);
         self.progress.send(
             Some(step),
             EventKind::Finished {
@@ -1233,19 +1247,35 @@ impl Shared<'_> {
         Ok(())
     }
 
-    fn finish_step(&self, state: &mut StageState, key: &str, rec: &CacheRecord, created_by: &str) {
+    fn finish_step(
+        &self,
+        state: &mut StageState,
+        key: &str,
+        rec: &CacheRecord,
+        created_by: &str,
+        link: bool,
+    ) {
         if let Ok(mut t) = self.touched.lock() {
             t.insert(key.to_string(), rec.clone());
         }
         // Later steps are keyed by what this step produced, not only by
         // its inputs: a forced re-run (--no-cache-filter) that yields a
-        // different layer invalidates everything built on top of it.
+        // different layer invalidates everything built on top of it. A
+        // linked layer's own key ignores the parent, so the parent's key
+        // is chained back in here: what follows still depends on the base.
+        let mut k = if link {
+            let mut k = CacheInputs::new(&state.key);
+            k.push("link", key);
+            k
+        } else {
+            CacheInputs::new(key)
+        };
         state.key = match &rec.layer {
             Some(l) => {
-                let mut k = CacheInputs::new(key);
                 k.push("layer", l.diff_id.clone());
                 k.key()
             }
+            None if link => k.key(),
             None => key.to_string(),
         };
         state.last_created = Some(rec.created.clone());
@@ -1414,6 +1444,7 @@ impl Shared<'_> {
             step,
             inputs,
             &created_by.clone(),
+            false,
             &mut |this: &Self, state: &StageState| {
                 let view = this.view(&state.layers)?;
                 let upper = this.root.tempdir("run-")?;
@@ -1702,7 +1733,19 @@ impl Shared<'_> {
         };
         let excludes = DockerIgnore::parse(&c.exclude.join("\n"));
 
-        let mut inputs = CacheInputs::new(&state.key);
+        // COPY --link (BuildKit): the layer is made in an empty directory
+        // from the sources alone and merged onto whatever the parent is, so
+        // its key leaves the parent out. What the parent still decides
+        // (the workdir a relative destination is resolved against, the
+        // ids `--chown` names resolve to) is part of the inputs below.
+        let link = c.link;
+        let mut inputs = if link {
+            let mut i = CacheInputs::new("link");
+            i.push("owner", format!("{:?}:{:?}", attrs.uid, attrs.gid));
+            i
+        } else {
+            CacheInputs::new(&state.key)
+        };
         let created_by = format!(
             "{} {}",
             if is_add { "ADD" } else { "COPY" },
@@ -1834,196 +1877,214 @@ impl Shared<'_> {
         let context_root = self.context.root().to_path_buf();
         let context = self.context;
         let base_layers = state.layers.clone();
-        self.layer_step(state, step, inputs, &created_by, &mut |staging: &Path| {
-            // An existing directory is a directory destination even without
-            // a trailing slash (BuildKit's copy semantics). Only looked up on
-            // a cache miss: a hit needs no unpacked snapshot.
-            let dest_is_dir = dest_is_dir
-                || self
-                    .view(&base_layers)?
-                    .lookup(&dest_rel)
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .is_some_and(|m| m.is_dir());
-            let owner_uid = attrs.uid.unwrap_or(0);
-            let owner_gid = attrs.gid.unwrap_or(0);
-            let dest_parent_rel = if dest_is_dir {
-                dest_rel.clone()
-            } else {
-                Path::new(&dest_rel)
-                    .parent()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            };
-            mkdir_all(staging, &dest_parent_rel, owner_uid, owner_gid)?;
-            let target_for = |name: &str, rel_path: &str| -> PathBuf {
-                if parents {
-                    staging.join(&dest_rel).join(rel_path)
-                } else if dest_is_dir {
-                    staging.join(&dest_rel).join(name)
+        self.layer_step(
+            state,
+            step,
+            inputs,
+            &created_by,
+            link,
+            &mut |staging: &Path| {
+                // An existing directory is a directory destination even without
+                // a trailing slash (BuildKit's copy semantics). Only looked up on
+                // a cache miss: a hit needs no unpacked snapshot. A linked copy
+                // never reads the layers below it.
+                let dest_is_dir = dest_is_dir
+                    || (!link
+                        && self
+                            .view(&base_layers)?
+                            .lookup(&dest_rel)
+                            .and_then(|p| std::fs::metadata(p).ok())
+                            .is_some_and(|m| m.is_dir()));
+                let owner_uid = attrs.uid.unwrap_or(0);
+                let owner_gid = attrs.gid.unwrap_or(0);
+                let dest_parent_rel = if dest_is_dir {
+                    dest_rel.clone()
                 } else {
-                    staging.join(&dest_rel)
-                }
-            };
-            for s in &sources {
-                match s {
-                    Src::Url(name, path) => {
-                        // Docker: a downloaded file gets mode 0600 unless
-                        // --chmod says otherwise, and is never unpacked.
-                        let t = target_for(name, name);
-                        let a = CopyAttrs {
-                            mode: Some(attrs.mode.unwrap_or(0o600)),
-                            ..attrs
-                        };
-                        copy_node(path, &t, Some(&a))?;
+                    Path::new(&dest_rel)
+                        .parent()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                };
+                mkdir_all(staging, &dest_parent_rel, owner_uid, owner_gid)?;
+                let target_for = |name: &str, rel_path: &str| -> PathBuf {
+                    if parents {
+                        staging.join(&dest_rel).join(rel_path)
+                    } else if dest_is_dir {
+                        staging.join(&dest_rel).join(name)
+                    } else {
+                        staging.join(&dest_rel)
                     }
-                    Src::Heredoc(name, body) => {
-                        let t = target_for(name, name);
-                        std::fs::write(&t, body).map_err(|e| Error::io("write", &t, e))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        let mode = attrs.mode.unwrap_or(0o644);
-                        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(mode))
-                            .map_err(|e| Error::io("chmod", &t, e))?;
-                        std::os::unix::fs::lchown(&t, Some(owner_uid), Some(owner_gid))
-                            .map_err(|e| Error::io("chown", &t, e))?;
-                    }
-                    Src::Context(matched) => {
-                        for m in matched {
-                            let entry_is_dir = m.is_empty()
-                                || matches!(context.get(m).map(|e| &e.kind), Some(EntryKind::Dir));
-                            let name = Path::new(m)
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            if entry_is_dir {
-                                // A directory's contents are copied, not the directory.
-                                let t = if parents {
-                                    staging.join(&dest_rel).join(m)
-                                } else {
-                                    staging.join(&dest_rel)
-                                };
-                                if parents {
-                                    mkdir_all(
-                                        staging,
-                                        &format!("{dest_rel}/{m}"),
-                                        owner_uid,
-                                        owner_gid,
-                                    )?;
-                                }
-                                let kids: Vec<String> = context
-                                    .subtree(m)
-                                    .map(|(k, _)| k.clone())
-                                    .filter(|k| k != m)
-                                    .collect();
-                                for k in kids {
-                                    let sub = if m.is_empty() {
-                                        k.as_str()
+                };
+                for s in &sources {
+                    match s {
+                        Src::Url(name, path) => {
+                            // Docker: a downloaded file gets mode 0600 unless
+                            // --chmod says otherwise, and is never unpacked.
+                            let t = target_for(name, name);
+                            let a = CopyAttrs {
+                                mode: Some(attrs.mode.unwrap_or(0o600)),
+                                ..attrs
+                            };
+                            copy_node(path, &t, Some(&a))?;
+                        }
+                        Src::Heredoc(name, body) => {
+                            let t = target_for(name, name);
+                            std::fs::write(&t, body).map_err(|e| Error::io("write", &t, e))?;
+                            use std::os::unix::fs::PermissionsExt;
+                            let mode = attrs.mode.unwrap_or(0o644);
+                            std::fs::set_permissions(&t, std::fs::Permissions::from_mode(mode))
+                                .map_err(|e| Error::io("chmod", &t, e))?;
+                            std::os::unix::fs::lchown(&t, Some(owner_uid), Some(owner_gid))
+                                .map_err(|e| Error::io("chown", &t, e))?;
+                        }
+                        Src::Context(matched) => {
+                            for m in matched {
+                                let entry_is_dir = m.is_empty()
+                                    || matches!(
+                                        context.get(m).map(|e| &e.kind),
+                                        Some(EntryKind::Dir)
+                                    );
+                                let name = Path::new(m)
+                                    .file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default();
+                                if entry_is_dir {
+                                    // A directory's contents are copied, not the directory.
+                                    let t = if parents {
+                                        staging.join(&dest_rel).join(m)
                                     } else {
-                                        &k[m.len() + 1..]
-                                    };
-                                    if excludes.is_excluded(&k) || excludes.is_excluded(sub) {
-                                        continue;
-                                    }
-                                    copy_node(&context_root.join(&k), &t.join(sub), Some(&attrs))?;
-                                }
-                            } else {
-                                let t = target_for(&name, m);
-                                if let Some(p) = t.parent()
-                                    && !p.exists()
-                                {
-                                    let prel = p
-                                        .strip_prefix(staging)
-                                        .map(|x| x.to_string_lossy().into_owned())
-                                        .unwrap_or_default();
-                                    mkdir_all(staging, &prel, owner_uid, owner_gid)?;
-                                }
-                                if is_add && is_archive(&context_root.join(m), line)? {
-                                    let dir = if dest_is_dir {
                                         staging.join(&dest_rel)
-                                    } else {
-                                        t.clone()
                                     };
-                                    extract_archive(&context_root.join(m), &dir)?;
+                                    if parents {
+                                        mkdir_all(
+                                            staging,
+                                            &format!("{dest_rel}/{m}"),
+                                            owner_uid,
+                                            owner_gid,
+                                        )?;
+                                    }
+                                    let kids: Vec<String> = context
+                                        .subtree(m)
+                                        .map(|(k, _)| k.clone())
+                                        .filter(|k| k != m)
+                                        .collect();
+                                    for k in kids {
+                                        let sub = if m.is_empty() {
+                                            k.as_str()
+                                        } else {
+                                            &k[m.len() + 1..]
+                                        };
+                                        if excludes.is_excluded(&k) || excludes.is_excluded(sub) {
+                                            continue;
+                                        }
+                                        copy_node(
+                                            &context_root.join(&k),
+                                            &t.join(sub),
+                                            Some(&attrs),
+                                        )?;
+                                    }
                                 } else {
-                                    copy_node(&context_root.join(m), &t, Some(&attrs))?;
+                                    let t = target_for(&name, m);
+                                    if let Some(p) = t.parent()
+                                        && !p.exists()
+                                    {
+                                        let prel = p
+                                            .strip_prefix(staging)
+                                            .map(|x| x.to_string_lossy().into_owned())
+                                            .unwrap_or_default();
+                                        mkdir_all(staging, &prel, owner_uid, owner_gid)?;
+                                    }
+                                    if is_add && is_archive(&context_root.join(m), line)? {
+                                        let dir = if dest_is_dir {
+                                            staging.join(&dest_rel)
+                                        } else {
+                                            t.clone()
+                                        };
+                                        extract_archive(&context_root.join(m), &dir)?;
+                                    } else {
+                                        copy_node(&context_root.join(m), &t, Some(&attrs))?;
+                                    }
                                 }
                             }
                         }
-                    }
-                    Src::Other(view, matched) => {
-                        for m in matched {
-                            let real = view.lookup(m);
-                            let is_dir = m.is_empty()
-                                || real
-                                    .as_ref()
-                                    .and_then(|p| std::fs::symlink_metadata(p).ok())
-                                    .is_some_and(|md| md.is_dir());
-                            let name = Path::new(m)
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            let t = if is_dir {
-                                if parents {
-                                    staging.join(&dest_rel).join(m)
-                                } else {
-                                    staging.join(&dest_rel)
-                                }
-                            } else {
-                                target_for(&name, m)
-                            };
-                            let a = if attrs == CopyAttrs::default() {
-                                None
-                            } else {
-                                Some(&attrs)
-                            };
-                            match (a, is_dir) {
-                                // No overrides: straight from the layers.
-                                (None, true) => {
-                                    std::fs::create_dir_all(&t)
-                                        .map_err(|e| Error::io("create directory", &t, e))?;
-                                    for name in view.read_dir(m).into_keys() {
-                                        let child = if m.is_empty() {
-                                            name.clone()
-                                        } else {
-                                            format!("{m}/{name}")
-                                        };
-                                        view.copy_out(&child, &t.join(&name))?;
+                        Src::Other(view, matched) => {
+                            for m in matched {
+                                let real = view.lookup(m);
+                                let is_dir = m.is_empty()
+                                    || real
+                                        .as_ref()
+                                        .and_then(|p| std::fs::symlink_metadata(p).ok())
+                                        .is_some_and(|md| md.is_dir());
+                                let name = Path::new(m)
+                                    .file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default();
+                                let t = if is_dir {
+                                    if parents {
+                                        staging.join(&dest_rel).join(m)
+                                    } else {
+                                        staging.join(&dest_rel)
                                     }
-                                }
-                                (None, false) => {
-                                    view.copy_out(m, &t)?;
-                                }
-                                // --chown/--chmod: merge first, then copy
-                                // with the overrides.
-                                (Some(a), _) => {
-                                    let tmp =
-                                        tempfile::tempdir_in(staging.parent().unwrap_or(staging))
-                                            .map_err(|e| Error::io("create temp dir", staging, e))?;
-                                    let out = tmp.path().join("x");
-                                    view.copy_out(m, &out)?;
-                                    if is_dir {
+                                } else {
+                                    target_for(&name, m)
+                                };
+                                let a = if attrs == CopyAttrs::default() {
+                                    None
+                                } else {
+                                    Some(&attrs)
+                                };
+                                match (a, is_dir) {
+                                    // No overrides: straight from the layers.
+                                    (None, true) => {
                                         std::fs::create_dir_all(&t)
                                             .map_err(|e| Error::io("create directory", &t, e))?;
-                                        for ent in std::fs::read_dir(&out)
-                                            .map_err(|e| Error::io("read directory", &out, e))?
-                                            .flatten()
-                                        {
-                                            copy_tree(
-                                                &ent.path(),
-                                                &t.join(ent.file_name()),
-                                                Some(a),
-                                            )?;
+                                        for name in view.read_dir(m).into_keys() {
+                                            let child = if m.is_empty() {
+                                                name.clone()
+                                            } else {
+                                                format!("{m}/{name}")
+                                            };
+                                            view.copy_out(&child, &t.join(&name))?;
                                         }
-                                    } else {
-                                        copy_tree(&out, &t, Some(a))?;
+                                    }
+                                    (None, false) => {
+                                        view.copy_out(m, &t)?;
+                                    }
+                                    // --chown/--chmod: merge first, then copy
+                                    // with the overrides.
+                                    (Some(a), _) => {
+                                        let tmp = tempfile::tempdir_in(
+                                            staging.parent().unwrap_or(staging),
+                                        )
+                                        .map_err(|e| Error::io("create temp dir", staging, e))?;
+                                        let out = tmp.path().join("x");
+                                        view.copy_out(m, &out)?;
+                                        if is_dir {
+                                            std::fs::create_dir_all(&t).map_err(|e| {
+                                                Error::io("create directory", &t, e)
+                                            })?;
+                                            for ent in std::fs::read_dir(&out)
+                                                .map_err(|e| Error::io("read directory", &out, e))?
+                                                .flatten()
+                                            {
+                                                copy_tree(
+                                                    &ent.path(),
+                                                    &t.join(ent.file_name()),
+                                                    Some(a),
+                                                )?;
+                                            }
+                                        } else {
+                                            copy_tree(&out, &t, Some(a))?;
+                                        }
                                     }
                                 }
                             }
                         }
                     }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 
     /// Downloads `url` (ADD) into a scratch dir: (dir, file, sha256 digest).

@@ -299,3 +299,109 @@ async fn every_step_reports_started_and_finished_or_cached() {
     }
     drop(root);
 }
+
+fn diff_ids(config: &serde_json::Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_link_layer_is_independent_of_the_base_and_cached_across_bases() {
+    // Two different bases; the linked layer must be byte-identical on both
+    // and come from the cache once built on either.
+    let df = "ARG BASE=one\nFROM scratch AS one\nCOPY b.txt /base\nFROM scratch AS two\nRUN other-base\nFROM ${BASE}\nCOPY --link a.txt /app/\nRUN after\n";
+    let (ctx, _state, root) = setup(df);
+    let exec = Arc::new(Counting::default());
+    let b = Builder::new(root.clone()).with_executor(exec.clone());
+    let mut req = BuildRequest::new(ctx.path()).tag("link:1");
+    let r1 = b.build(req.clone()).await.unwrap();
+    let ids1 = diff_ids(&r1.config);
+    assert_eq!(ids1.len(), 3, "base, link, run: {ids1:?}");
+
+    // Another base: the linked COPY is a hit, the RUN after it is not.
+    req.options.build_args.insert("BASE".into(), "two".into());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let b2 = Builder::new(root.clone())
+        .with_executor(exec.clone())
+        .with_progress(Progress::new(tx));
+    let r2 = b2.build(req.clone()).await.unwrap();
+    drop(b2);
+    let mut cached = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        if matches!(ev.kind, EventKind::Cached) {
+            cached.push(ev.step.unwrap().label);
+        }
+    }
+    assert!(
+        cached.iter().any(|l| l.contains("COPY --link")),
+        "linked COPY not cached on a new base: {cached:?}"
+    );
+    assert!(
+        !cached.iter().any(|l| l.contains("RUN after")),
+        "{cached:?}"
+    );
+    let ids2 = diff_ids(&r2.config);
+    assert_eq!(ids2.len(), 3, "{ids2:?}");
+    assert_ne!(ids1[0], ids2[0], "the bases differ");
+    assert_eq!(ids1[1], ids2[1], "the linked layer is the same layer");
+    let runs = exec.runs.lock().unwrap().clone();
+    assert_eq!(
+        runs.iter().filter(|r| r.contains("after")).count(),
+        2,
+        "{runs:?}"
+    );
+
+    // The base changes content (same Dockerfile, BASE=one): still a hit.
+    std::fs::write(ctx.path().join("b.txt"), "changed base").unwrap();
+    req.options.build_args.insert("BASE".into(), "one".into());
+    let r3 = b.build(req.clone()).await.unwrap();
+    let ids3 = diff_ids(&r3.config);
+    assert_ne!(ids3[0], ids1[0]);
+    assert_eq!(ids3[1], ids1[1]);
+    // steps: COPY b.txt (miss), COPY --link (hit), RUN after (miss).
+    assert_eq!((r3.steps, r3.cached), (3, 1));
+
+    // The rebased image holds the base's file and the linked file.
+    let img = kiln_build_engine::resolve_local(&root, "link:1").unwrap();
+    let lowers = root
+        .snapshots()
+        .ensure(root.store(), &img.layer_digests().unwrap())
+        .unwrap();
+    let view = kiln_build_engine::MergedView::new(lowers);
+    assert_eq!(view.read("base").unwrap(), b"changed base");
+    assert_eq!(view.read("app/a.txt").unwrap(), b"a");
+
+    // Without --link the same change invalidates the COPY.
+    let df_nolink = df.replace("COPY --link", "COPY");
+    std::fs::write(ctx.path().join("Dockerfile"), df_nolink).unwrap();
+    let r4 = b.build(req.clone()).await.unwrap();
+    std::fs::write(ctx.path().join("b.txt"), "changed again").unwrap();
+    let r5 = b.build(req).await.unwrap();
+    assert_eq!((r4.steps, r5.steps, r5.cached), (3, 3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_link_builds_the_same_bytes_on_any_base_without_the_cache() {
+    // Built from scratch each time (--no-cache), on two different bases:
+    // the linked layer does not read the base, so its blob is identical.
+    // (SOURCE_DATE_EPOCH fixes the times of the directories it creates.)
+    let df = "ARG BASE=one\nFROM scratch AS one\nCOPY b.txt /app\nFROM scratch AS two\nRUN other-base\nFROM ${BASE}\nCOPY --link a.txt /app\n";
+    let (ctx, _state, root) = setup(df);
+    let b = Builder::new(root).with_executor(Arc::new(Counting::default()));
+    let mut layers = Vec::new();
+    for base in ["one", "two"] {
+        let mut req = BuildRequest::new(ctx.path());
+        req.options.no_cache = true;
+        req.options.source_date_epoch = Some(1_700_000_000);
+        req.options.build_args.insert("BASE".into(), base.into());
+        let r = b.build(req).await.unwrap();
+        layers.push(diff_ids(&r.config).last().unwrap().clone());
+    }
+    // Base `one` has a file /app, base `two` has none: the linked COPY
+    // (no trailing slash) writes the same file /app on both.
+    assert_eq!(layers[0], layers[1]);
+}
