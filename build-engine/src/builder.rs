@@ -1617,32 +1617,70 @@ impl Shared<'_> {
                 }
             }
             MountType::Bind => {
+                // BuildKit: a bind mount is read-only unless `rw` is given,
+                // and what a step writes to an `rw` one is thrown away.
+                // Read-only sources are bound as they are (the context's
+                // directory, or a snapshot's file) or, where several layers
+                // or `.dockerignore` decide what is visible, as a tree of
+                // hard links to them; an `rw` source is a scratch copy.
                 let src = m.source.clone().unwrap_or_default();
                 let rel = crate::dockerignore::clean(src.trim_start_matches('/'));
                 let rel = if rel == "." { String::new() } else { rel };
-                let tmp = self.root.tempdir("bind-")?;
-                let dest = tmp.path().join("src");
+                let not_found = |f: &str| {
+                    Error::instruction(line, format!("bind source {src:?} not found in {f}"))
+                };
+                let direct = |source: PathBuf| ExecMount::Bind {
+                    source,
+                    target: target.clone(),
+                    read_only: true,
+                };
                 match &m.from {
                     Some(f) => {
                         let view = self.source_view(stage, f)?;
-                        if !view.copy_out(&rel, &dest)? {
-                            return Err(Error::instruction(
-                                line,
-                                format!("bind source {src:?} not found in {f}"),
-                            ));
+                        if m.read_only {
+                            let real = view.lookup(&rel).ok_or_else(|| not_found(f))?;
+                            let md = std::fs::symlink_metadata(&real)
+                                .map_err(|e| Error::io("stat", &real, e))?;
+                            if md.is_file() {
+                                return Ok(direct(real));
+                            }
                         }
+                        let tmp = self.root.tempdir("bind-")?;
+                        let dest = tmp.path().join("src");
+                        let found = if m.read_only {
+                            view.link_out(&rel, &dest)?
+                        } else {
+                            view.copy_out(&rel, &dest)?
+                        };
+                        if !found {
+                            return Err(not_found(f));
+                        }
+                        keep.push(tmp);
+                        Ok(ExecMount::Bind {
+                            source: dest,
+                            target,
+                            read_only: m.read_only,
+                        })
                     }
                     None => {
+                        if !rel.is_empty() && self.context.get(&rel).is_none() {
+                            return Err(not_found("the build context"));
+                        }
+                        if m.read_only && self.context.is_whole(&rel) {
+                            return Ok(direct(self.context.root().join(&rel)));
+                        }
                         // Only what the context (after .dockerignore) holds.
-                        self.copy_context_tree(&rel, &dest, None)?;
+                        let tmp = self.root.tempdir("bind-")?;
+                        let dest = tmp.path().join("src");
+                        self.copy_context_tree(&rel, &dest, None, m.read_only)?;
+                        keep.push(tmp);
+                        Ok(ExecMount::Bind {
+                            source: dest,
+                            target,
+                            read_only: m.read_only,
+                        })
                     }
                 }
-                keep.push(tmp);
-                Ok(ExecMount::Bind {
-                    source: dest,
-                    target,
-                    read_only: m.read_only,
-                })
             }
             MountType::Ssh => Err(Error::Unsupported {
                 line,
@@ -1651,7 +1689,26 @@ impl Shared<'_> {
         }
     }
 
-    fn copy_context_tree(&self, rel: &str, dest: &Path, attrs: Option<&CopyAttrs>) -> Result<()> {
+    /// Materialises the context's view of `rel` at `dest`; with `link`,
+    /// regular files are hard links to the context's files (for read-only
+    /// use only), copies where a link is impossible.
+    fn copy_context_tree(
+        &self,
+        rel: &str,
+        dest: &Path,
+        attrs: Option<&CopyAttrs>,
+        link: bool,
+    ) -> Result<()> {
+        let put = |src: &Path, dst: &Path| -> Result<()> {
+            let linked = link
+                && std::fs::symlink_metadata(src).is_ok_and(|m| m.is_file())
+                && std::fs::hard_link(src, dst).is_ok();
+            if linked {
+                Ok(())
+            } else {
+                copy_node(src, dst, attrs)
+            }
+        };
         let root = self.context.root();
         let src = if rel.is_empty() {
             root.to_path_buf()
@@ -1661,7 +1718,7 @@ impl Shared<'_> {
         if rel.is_empty() {
             std::fs::create_dir_all(dest).map_err(|e| Error::io("create directory", dest, e))?;
         } else {
-            copy_node(&src, dest, attrs)?;
+            put(&src, dest)?;
         }
         let entries: Vec<String> = self
             .context
@@ -1675,9 +1732,8 @@ impl Shared<'_> {
             } else {
                 &k[rel.len() + 1..]
             };
-            copy_node(&root.join(&k), &dest.join(sub), attrs)?;
+            put(&root.join(&k), &dest.join(sub))?;
         }
-        // Fix directory mtimes that children's writes changed.
         Ok(())
     }
 

@@ -405,3 +405,127 @@ async fn copy_link_builds_the_same_bytes_on_any_base_without_the_cache() {
     // (no trailing slash) writes the same file /app on both.
     assert_eq!(layers[0], layers[1]);
 }
+
+/// Looks at the RUN step's bind mounts while it "runs", as the process
+/// inside would: what is visible, and whether it is the source itself.
+#[derive(Debug, Default)]
+struct BindInspector {
+    seen: Mutex<Vec<(String, std::path::PathBuf, bool)>>,
+    facts: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl Executor for BindInspector {
+    fn run(&self, job: &ExecJob, _output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let mut facts = self.facts.lock().unwrap();
+        for m in &job.mounts {
+            if let kiln_build_engine::ExecMount::Bind {
+                source,
+                target,
+                read_only,
+            } = m
+            {
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push((target.clone(), source.clone(), *read_only));
+                let mut names: Vec<String> = std::fs::read_dir(source)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                names.sort();
+                facts.insert(format!("{target} names"), names.join(","));
+                if let Ok(md) = std::fs::metadata(source.join("a.txt")) {
+                    facts.insert(format!("{target} a.txt ino"), md.ino().to_string());
+                }
+                if !*read_only {
+                    // A step writing to an rw bind mount.
+                    std::fs::write(source.join("a.txt"), "scribbled").unwrap();
+                    std::fs::write(source.join("new.txt"), "new").unwrap();
+                }
+            }
+        }
+        std::fs::write(job.upper.join("ran"), "x").unwrap();
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_mounts_are_the_sources_read_only_and_rw_writes_are_discarded() {
+    use std::os::unix::fs::MetadataExt;
+    let df = "FROM scratch AS base\nCOPY a.txt /data/a.txt\nCOPY b.txt /data/b.txt\n\nFROM scratch\nRUN --mount=type=bind,target=/ctx --mount=type=bind,source=sub,target=/sub --mount=type=bind,from=base,source=/data,target=/st --mount=type=bind,from=base,source=/data/a.txt,target=/one --mount=type=bind,target=/rw,rw check\n";
+    let (ctx, _state, root) = setup(df);
+    std::fs::write(ctx.path().join(".dockerignore"), "secret.txt\n").unwrap();
+    std::fs::write(ctx.path().join("secret.txt"), "s").unwrap();
+    std::fs::create_dir(ctx.path().join("sub")).unwrap();
+    std::fs::write(ctx.path().join("sub/a.txt"), "sub a").unwrap();
+    let exec = Arc::new(BindInspector::default());
+    let b = Builder::new(root.clone()).with_executor(exec.clone());
+    b.build(BuildRequest::new(ctx.path())).await.unwrap();
+
+    let seen = exec.seen.lock().unwrap().clone();
+    let facts = exec.facts.lock().unwrap().clone();
+    let by_target = |t: &str| {
+        seen.iter()
+            .find(|(target, ..)| target == t)
+            .unwrap()
+            .clone()
+    };
+    // A context directory with nothing ignored below it: the directory.
+    let (_, sub_src, sub_ro) = by_target("/sub");
+    assert!(sub_ro);
+    assert_eq!(sub_src, ctx.path().join("sub"));
+    // The whole context has an ignored file: a filtered view whose files
+    // are the context's own (hard links), never a copy of the content.
+    let (_, ctx_src, ctx_ro) = by_target("/ctx");
+    assert!(ctx_ro);
+    assert_ne!(ctx_src, ctx.path());
+    assert!(!facts["/ctx names"].contains("secret.txt"), "{facts:?}");
+    assert!(facts["/ctx names"].contains("a.txt"));
+    let ctx_ino = std::fs::metadata(ctx.path().join("a.txt")).unwrap().ino();
+    assert_eq!(facts["/ctx a.txt ino"], ctx_ino.to_string());
+    // Another stage: its layers merged, files shared with the snapshots.
+    let (_, st_src, st_ro) = by_target("/st");
+    assert!(st_ro);
+    assert_eq!(facts["/st names"], "a.txt,b.txt");
+    assert!(st_src.starts_with(root.dir().join("tmp")));
+    let img_layers = std::fs::read_dir(root.dir().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::metadata(e.path().join("data/a.txt")).ok())
+        .map(|m| m.ino().to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        img_layers.contains(&facts["/st a.txt ino"]),
+        "{img_layers:?} {facts:?}"
+    );
+    // A single file of a stage: bound straight from its snapshot.
+    let (_, one_src, _) = by_target("/one");
+    assert!(
+        one_src.starts_with(root.dir().join("snapshots")),
+        "{one_src:?}"
+    );
+    // rw: a scratch copy; what the step wrote is gone, the context intact.
+    let (_, rw_src, rw_ro) = by_target("/rw");
+    assert!(!rw_ro);
+    assert_eq!(
+        std::fs::read_to_string(ctx.path().join("a.txt")).unwrap(),
+        "a"
+    );
+    assert!(!ctx.path().join("new.txt").exists());
+    assert!(!rw_src.exists(), "scratch copy removed after the step");
+    // Nothing of the mounts went into the layer.
+    b.build(BuildRequest::new(ctx.path()).tag("bind:1"))
+        .await
+        .unwrap();
+    let img = kiln_build_engine::resolve_local(&root, "bind:1").unwrap();
+    let lowers = root
+        .snapshots()
+        .ensure(root.store(), &img.layer_digests().unwrap())
+        .unwrap();
+    let view = kiln_build_engine::MergedView::new(lowers);
+    assert_eq!(view.read_dir("").into_keys().collect::<Vec<_>>(), ["ran"]);
+}
