@@ -223,6 +223,9 @@ impl Builder {
     /// thread, not from async code (it may block on the tokio runtime to
     /// pull base images).
     pub fn build_blocking(&self, req: &BuildRequest) -> Result<BuildResult> {
+        // Garbage collection leaves scratch space, snapshots and cache
+        // records alone while any build holds this.
+        let _gc_guard = crate::gc::BuildLock::shared(&self.root)?;
         let opts = &req.options;
         if let Some(p) = &opts.platform
             && p != &format!("{HOST_OS}/{HOST_ARCH}")
