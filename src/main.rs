@@ -7,6 +7,7 @@ mod build;
 mod dockerfile;
 mod progress;
 mod run;
+mod system;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,12 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
+    /// Manage kiln's disk space: prune, df.
+    #[command(subcommand)]
+    System(system::SystemCommand),
+    /// Manage the build cache: prune.
+    #[command(subcommand, alias = "buildx")]
+    Builder(system::BuilderCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +47,8 @@ fn main() -> ExitCode {
         Command::Dockerfile(cmd) => dockerfile::run(cmd),
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::System(cmd) => system::run_system(cmd),
+        Command::Builder(cmd) => system::run_builder(cmd),
     };
     match result {
         Ok(code) => code,
