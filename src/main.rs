@@ -9,6 +9,7 @@ mod dockerfile;
 mod info;
 mod progress;
 mod run;
+mod system;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,12 @@ enum Command {
     Info(info::InfoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
+    /// Manage kiln's disk space: prune, df.
+    #[command(subcommand)]
+    System(system::SystemCommand),
+    /// Manage the build cache: prune.
+    #[command(subcommand, alias = "buildx")]
+    Builder(system::BuilderCommand),
 }
 
 /// Makes `kiln images | head` end quietly, as Unix tools do, when the
@@ -83,6 +90,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Completion(args) => completion::run(args),
         Command::Info(args) => info::run(args),
+        Command::System(cmd) => system::run_system(cmd),
+        Command::Builder(cmd) => system::run_builder(cmd),
     };
     match result {
         Ok(code) => code,
