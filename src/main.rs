@@ -5,6 +5,7 @@
 
 mod build;
 mod completion;
+mod containers;
 mod dockerfile;
 mod info;
 mod progress;
@@ -45,6 +46,27 @@ enum Command {
     /// Manage the build cache: prune.
     #[command(subcommand, alias = "buildx")]
     Builder(system::BuilderCommand),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Remove one or more containers.
+    Rm(containers::RmArgs),
+    /// Start one or more stopped containers.
+    Start(containers::StartArgs),
+    /// Stop one or more running containers (SIGTERM, then SIGKILL).
+    Stop(containers::StopArgs),
+    /// Send a signal to one or more running containers.
+    Kill(containers::KillArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(containers::WaitArgs),
+    /// Fetch the logs of a container.
+    Logs(containers::LogsArgs),
+    /// Create a new image from a container's changes.
+    Commit(containers::CommitArgs),
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
+    /// Supervise a detached container (internal).
+    #[command(name = "__monitor", hide = true)]
+    Monitor(containers::MonitorArgs),
 }
 
 /// Makes `kiln images | head` end quietly, as Unix tools do, when the
@@ -92,6 +114,16 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::System(cmd) => system::run_system(cmd),
         Command::Builder(cmd) => system::run_builder(cmd),
+        Command::Ps(args) => containers::ps(args),
+        Command::Rm(args) => containers::rm(args),
+        Command::Start(args) => containers::start(args),
+        Command::Stop(args) => containers::stop(args),
+        Command::Kill(args) => containers::kill(args),
+        Command::Wait(args) => containers::wait(args),
+        Command::Logs(args) => containers::logs(args),
+        Command::Commit(args) => containers::commit(args),
+        Command::Exec(args) => containers::exec(args),
+        Command::Monitor(args) => containers::monitor(args),
     };
     match result {
         Ok(code) => code,
@@ -101,8 +133,14 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("kiln: {err:#}");
             }
-            // Docker's convention: 125 when the tool itself failed.
-            ExitCode::from(125)
+            // Docker's convention: 126/127 when the container's command
+            // cannot be run, 125 when the tool itself failed.
+            match err.downcast_ref::<kiln_build_engine::Error>() {
+                Some(kiln_build_engine::Error::ContainerCommand { exit_code, .. }) => {
+                    ExitCode::from(u8::try_from(*exit_code).unwrap_or(125))
+                }
+                _ => ExitCode::from(125),
+            }
         }
     }
 }

@@ -111,6 +111,18 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A container's command could not be executed (Docker's exit code 127
+    /// for a command not found, 126 for one that is not executable).
+    #[error("container command {program:?} cannot be run")]
+    ContainerCommand {
+        /// The command (`args[0]`).
+        program: String,
+        /// 127 (not found) or 126 (not executable).
+        exit_code: i32,
+        /// The errno of `execve`.
+        #[source]
+        source: std::io::Error,
+    },
     /// The build was cancelled (another stage failed, or the caller asked).
     #[error("build cancelled")]
     Cancelled,
