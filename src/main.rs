@@ -4,7 +4,9 @@
 //! by the libraries.
 
 mod build;
+mod completion;
 mod dockerfile;
+mod info;
 mod progress;
 mod run;
 
@@ -15,7 +17,7 @@ use clap::{Parser, Subcommand};
 /// Daemonless OCI image builder: build, pull, push and run container images.
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     /// Print error chains with full detail.
     #[arg(long, global = true)]
     debug: bool,
@@ -32,14 +34,55 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
+    /// Show the configuration, the state directory and the host.
+    Info(info::InfoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+}
+
+/// Makes `kiln images | head` end quietly, as Unix tools do, when the
+/// reader closes the pipe. SIGPIPE stays ignored (the runtime writes to
+/// container pipes and sockets whose readers may go away, and must see
+/// EPIPE rather than die), so a closed standard output shows up as a
+/// `print!` panic: this hook turns exactly that panic into a quiet exit
+/// with the status a shell reports for SIGPIPE (141).
+fn quiet_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    quiet_closed_stdout();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and succeed; a usage error
+        // exits 125 like Docker's own flag errors (clap would use 2).
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(125)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let result = match cli.command {
         Command::Dockerfile(cmd) => dockerfile::run(cmd),
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Info(args) => info::run(args),
     };
     match result {
         Ok(code) => code,

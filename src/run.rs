@@ -7,6 +7,10 @@ use kiln_build_engine::{ExecMount, NetworkMode, Root, RunRequest, run_image};
 
 /// `kiln run` arguments (docker run's names).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kiln run --rm busybox echo hello
+  kiln run --rm -it -v \"$PWD\":/src:ro -w /src busybox sh
+  kiln run --rm --network host --memory 512m -e MODE=prod app:1")]
 pub struct RunArgs {
     /// Remove the container's writable layer when it exits.
     #[arg(long)]
@@ -111,7 +115,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             read_only: ro,
         });
     }
-    let root = Root::open(&Root::default_dir())?;
+    let root = Root::open_configured()?;
     // With -t on a terminal, the container's pty does the line editing and
     // echo: put the user's terminal in raw mode for the run, and restore it.
     let saved = if args.tty { RawMode::enter() } else { None };

@@ -45,6 +45,14 @@ pub enum Error {
         /// The feature, e.g. `RUN --mount=type=ssh`.
         feature: String,
     },
+    /// The configuration file or an environment override is invalid.
+    #[error("configuration {}: {message}", path.display())]
+    Settings {
+        /// The file (or `$VARIABLE`) holding the bad setting.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// `--target` names no stage.
     #[error("target stage {0:?} not found")]
     TargetNotFound(String),

@@ -50,7 +50,7 @@
 //! ```no_run
 //! use kiln_build_engine::{BuildRequest, Builder, Root};
 //! # async fn demo() -> Result<(), kiln_build_engine::Error> {
-//! let root = Root::open(&Root::default_dir())?;
+//! let root = Root::open_configured()?;
 //! let result = Builder::new(root).build(BuildRequest::new("./app").tag("app:dev")).await?;
 //! println!("built {}", result.manifest_digest);
 //! # Ok(()) }
@@ -72,6 +72,7 @@ mod pull;
 mod remote_cache;
 mod root;
 mod run;
+pub mod settings;
 mod snapshot;
 
 pub use builder::{
@@ -90,6 +91,7 @@ pub use pull::pull_image;
 pub use remote_cache::{CACHE_CONFIG_MEDIA_TYPE, export_cache, import_cache};
 pub use root::Root;
 pub use run::{RunRequest, import_rootfs, run_image};
+pub use settings::Settings;
 pub use snapshot::{MergedView, Snapshots};
 
 pub use oci_spec;

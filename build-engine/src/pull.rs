@@ -3,7 +3,7 @@
 
 use kiln_image_layers::Digest;
 use kiln_image_layers::oci_spec::image::MediaType;
-use kiln_registry_client::{Client, ClientConfig, Platform, Reference, no_progress};
+use kiln_registry_client::{Client, Platform, Reference, no_progress};
 
 use crate::builder::HOST_ARCH;
 use crate::error::{Error, Result};
@@ -13,7 +13,7 @@ use crate::root::Root;
 /// Pulls `reference` for the host platform into the store and tags it with
 /// its normalised name. Blobs already in the store are not downloaded
 /// again. Mirrors, insecure registries and credentials come from `client`
-/// (`None`: defaults plus `~/.docker/config.json`).
+/// (`None`: [`Root::registry_client`], from the settings).
 pub async fn pull_image(
     root: &Root,
     reference: &str,
@@ -28,8 +28,7 @@ pub async fn pull_image(
     let client = match client {
         Some(c) => c,
         None => {
-            owned = Client::new(ClientConfig::default())
-                .map_err(|e| img_err("create registry client".into(), Some(Box::new(e))))?;
+            owned = root.registry_client()?;
             &owned
         }
     };
