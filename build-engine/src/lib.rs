@@ -66,6 +66,7 @@ mod error;
 mod exec;
 mod fsutil;
 mod image;
+pub mod images;
 mod output;
 mod progress;
 mod pull;
