@@ -595,7 +595,7 @@ pub struct InspectArgs {
 }
 
 /// Writes JSON with four-space indentation, as Docker's inspect does.
-fn pretty(v: &Value) -> anyhow::Result<String> {
+fn pretty(v: &impl serde::Serialize) -> anyhow::Result<String> {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
@@ -610,7 +610,7 @@ pub fn run_inspect(args: InspectArgs, what: &str) -> anyhow::Result<ExitCode> {
     let mut errors = Vec::new();
     for image in &args.images {
         match images::inspect(&root, image) {
-            Ok(i) => found.push(serde_json::to_value(i)?),
+            Ok(i) => found.push(i),
             Err(Error::NoSuchImage { reference }) => {
                 errors.push(format!(
                     "Error: No such {what}: {reference}",
@@ -624,11 +624,12 @@ pub fn run_inspect(args: InspectArgs, what: &str) -> anyhow::Result<ExitCode> {
     match &args.format {
         Some(f) => {
             let t = Template::parse(f)?;
-            for v in &found {
-                println!("{}", t.render(v)?);
+            for i in &found {
+                println!("{}", t.render(&serde_json::to_value(i)?)?);
             }
         }
-        None => println!("{}", pretty(&Value::Array(found))?),
+        // Serialised from the typed records, so the keys keep Docker's order.
+        None => println!("{}", pretty(&found)?),
     }
     for e in &errors {
         eprintln!("{e}");

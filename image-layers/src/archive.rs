@@ -268,7 +268,24 @@ pub fn docker_save_named(store: &Store, images: &[SaveImage<'_>], out: impl Writ
                     .insert(tag.to_owned(), top);
             }
         }
-        manifest_json.push(json!({"Config": config_path, "RepoTags": tags, "Layers": layer_paths}));
+        // One manifest.json entry per image, listing all its names, as
+        // `docker save a:1 a:2` writes (skopeo expects one item per image).
+        let existing = manifest_json
+            .iter_mut()
+            .find(|m: &&mut Value| m.get("Config").and_then(Value::as_str) == Some(&config_path));
+        match existing {
+            Some(m) => {
+                if let Some(Value::Array(list)) = m.get_mut("RepoTags") {
+                    for t in &tags {
+                        if !list.iter().any(|x| x.as_str() == Some(t)) {
+                            list.push(json!(t));
+                        }
+                    }
+                }
+            }
+            None => manifest_json
+                .push(json!({"Config": config_path, "RepoTags": tags, "Layers": layer_paths})),
+        }
         let mut entry = serde_json::to_value(&desc).map_err(|source| Error::Json {
             what: "descriptor".into(),
             source,
