@@ -120,6 +120,18 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// No container has this name or id (prefix).
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    /// An operation on a container cannot be done in its current state
+    /// (removing a running container without force, an ambiguous id prefix).
+    #[error("container {container}: {message}")]
+    Container {
+        /// The container as named by the caller.
+        container: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The build was cancelled (another stage failed, or the caller asked).
     #[error("build cancelled")]
     Cancelled,

@@ -566,43 +566,15 @@ pub struct ImageUser {
 }
 
 /// The containers of `root` whose image is `manifest_digest`.
-///
-/// Reads the records the container commands write
-/// (`<root>/containers/<id>/container.json`, whose `image_digest` is the
-/// manifest digest); a record being written or removed is skipped.
 pub fn containers_using(root: &Root, manifest_digest: &str) -> Result<Vec<ImageUser>> {
-    let dir = root.dir().join("containers");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("read directory", &dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
-        let Ok(bytes) = std::fs::read(entry.path().join("container.json")) else {
-            continue;
-        };
-        let Ok(rec) = serde_json::from_slice::<Value>(&bytes) else {
-            continue;
-        };
-        if rec.get("image_digest").and_then(Value::as_str) != Some(manifest_digest) {
-            continue;
-        }
-        let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
-        // Running only while its process still exists (a killed kiln
-        // leaves "running" behind).
-        let running = rec.get("state").and_then(Value::as_str) == Some("running")
-            && rec
-                .get("pid")
-                .and_then(Value::as_i64)
-                .is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-        out.push(ImageUser {
-            container: id[..id.len().min(12)].to_owned(),
-            running,
-        });
-    }
-    Ok(out)
+    Ok(crate::containers::list(root)?
+        .into_iter()
+        .filter(|c| c.image_digest == manifest_digest)
+        .map(|c| ImageUser {
+            container: c.short_id().to_owned(),
+            running: c.effective_state() == crate::containers::ContainerState::Running,
+        })
+        .collect())
 }
 
 /// Deletes an image's `index.json` entries and then its blobs that no
@@ -1394,6 +1366,98 @@ mod tests {
         );
         assert!(ImageFilter::parse("bogus=1").is_err());
         assert!(ImageFilter::parse("dangling").is_err());
+    }
+
+    fn tiny_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append_data(&mut h, "hello", &b"hi\n"[..])
+            .unwrap_or_else(|e| panic!("{e}"));
+        b.into_inner().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn container(root: &Root, id: &str, image: &ImportedImage, running: bool) {
+        use crate::containers::{ContainerRecord, ContainerState, RunConfig};
+        let pid = std::process::id() as i32;
+        let rec = ContainerRecord {
+            id: id.to_owned(),
+            name: format!("c{}", &id[..4]),
+            image: "img".into(),
+            image_digest: image.manifest_digest.clone(),
+            config_digest: image.id.clone(),
+            config: RunConfig::default(),
+            created: 1,
+            state: if running {
+                ContainerState::Running
+            } else {
+                ContainerState::Exited
+            },
+            pid: running.then_some(pid),
+            pid_start_time: if running {
+                crate::containers::process_start_time(pid)
+            } else {
+                None
+            },
+            monitor_pid: None,
+            started_at: None,
+            exit_code: None,
+            finished_at: None,
+        };
+        let dir = crate::containers::container_dir(root, id);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        crate::containers::write_record(root, &rec).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn images_in_use_by_containers_are_kept() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let mut req = ImportRequest::new("-");
+        req.tag = Some("used:1".into());
+        let img = import_image(&root, &tiny_tar()[..], &req).unwrap_or_else(|e| panic!("{e}"));
+        let stopped = "a".repeat(64);
+        container(&root, &stopped, &img, false);
+        let err = |r: Result<Vec<RemoveEvent>>| match r {
+            Err(e) => e.to_string(),
+            Ok(ev) => format!("removed: {ev:?}"),
+        };
+        let short = short_id(&img.id).to_owned();
+        assert_eq!(
+            err(remove_image(&root, "used:1", false)),
+            format!(
+                "conflict: unable to remove repository reference \"used:1\" (must force) - container aaaaaaaaaaaa is using its referenced image {short}"
+            )
+        );
+        assert_eq!(
+            err(remove_image(&root, &short, false)),
+            format!(
+                "conflict: unable to delete {short} (must be forced) - image is being used by stopped container aaaaaaaaaaaa"
+            )
+        );
+        // prune -a skips it.
+        let report = prune_images(&root, true).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.events.is_empty(), "{report:?}");
+        // A running container: not even -f by ID.
+        container(&root, &"b".repeat(64), &img, true);
+        assert!(err(remove_image(&root, &short, true)).contains(
+            "(cannot be forced) - image is being used by running container bbbbbbbbbbbb"
+        ));
+        // -f by name untags but keeps the image for the containers.
+        let ev = remove_image(&root, "used:1", true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ev, [RemoveEvent::Untagged("used:1".into())]);
+        let left = list_images(&root).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left.len(), 1);
+        assert!(left[0].is_dangling());
+        for b in &left[0].blobs {
+            assert!(
+                root.store()
+                    .has_blob(&parse_digest(b).unwrap_or_else(|e| panic!("{e}")))
+            );
+        }
     }
 
     #[test]

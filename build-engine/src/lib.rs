@@ -59,6 +59,7 @@
 mod builder;
 mod cache;
 mod config;
+pub mod containers;
 mod context;
 mod copy;
 mod dockerignore;
@@ -81,6 +82,7 @@ pub use builder::{
 };
 pub use cache::{CacheIndex, CacheInputs, CacheRecord, LayerRecord};
 pub use config::{ConfigChange, ImageConfig, expand_ports, resolve_workdir};
+pub use containers::{ContainerRecord, ContainerState};
 pub use context::{BuildContext, ContextEntry, DigestCache, EntryKind, unpack_context_tar};
 pub use dockerignore::DockerIgnore;
 pub use error::{Cause, Error, Result};
