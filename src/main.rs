@@ -7,6 +7,7 @@ mod build;
 mod completion;
 mod containers;
 mod dockerfile;
+mod images;
 mod info;
 mod progress;
 mod run;
@@ -36,6 +37,25 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Manage images (ls, rm, tag, history, inspect, save, load, import, prune).
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(images::TagArgs),
+    /// Remove one or more images.
+    Rmi(images::RmiArgs),
+    /// Show the history of an image.
+    History(images::HistoryArgs),
+    /// Display detailed information on one or more images.
+    Inspect(images::InspectArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default).
+    Save(images::SaveArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(images::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(images::ImportArgs),
     /// Show the configuration, the state directory and the host.
     Info(info::InfoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -124,6 +144,15 @@ fn main() -> ExitCode {
         Command::Commit(args) => containers::commit(args),
         Command::Exec(args) => containers::exec(args),
         Command::Monitor(args) => containers::monitor(args),
+        Command::Images(args) => images::run_images(args),
+        Command::Image(cmd) => images::run_image(cmd),
+        Command::Tag(args) => images::run_tag(args),
+        Command::Rmi(args) => images::run_rmi(args),
+        Command::History(args) => images::run_history(args),
+        Command::Inspect(args) => images::run_inspect(args, "object"),
+        Command::Save(args) => images::run_save(args),
+        Command::Load(args) => images::run_load(args),
+        Command::Import(args) => images::run_import(args),
     };
     match result {
         Ok(code) => code,

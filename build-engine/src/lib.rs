@@ -68,6 +68,7 @@ mod exec;
 mod fsutil;
 pub mod gc;
 mod image;
+pub mod images;
 mod output;
 mod progress;
 mod pull;
