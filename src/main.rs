@@ -7,9 +7,11 @@ mod build;
 mod completion;
 mod containers;
 mod dockerfile;
+mod images;
 mod info;
 mod progress;
 mod run;
+mod system;
 
 use std::process::ExitCode;
 
@@ -35,6 +37,35 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Manage images (ls, rm, tag, history, inspect, save, load, import, prune).
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(images::TagArgs),
+    /// Remove one or more images.
+    Rmi(images::RmiArgs),
+    /// Show the history of an image.
+    History(images::HistoryArgs),
+    /// Display detailed information on one or more images.
+    Inspect(images::InspectArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default).
+    Save(images::SaveArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(images::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(images::ImportArgs),
+    /// Show the configuration, the state directory and the host.
+    Info(info::InfoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Manage kiln's disk space: prune, df.
+    #[command(subcommand)]
+    System(system::SystemCommand),
+    /// Manage the build cache: prune.
+    #[command(subcommand, alias = "buildx")]
+    Builder(system::BuilderCommand),
     /// List containers.
     Ps(containers::PsArgs),
     /// Remove one or more containers.
@@ -56,10 +87,6 @@ enum Command {
     /// Supervise a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(containers::MonitorArgs),
-    /// Show the configuration, the state directory and the host.
-    Info(info::InfoArgs),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completion(completion::CompletionArgs),
 }
 
 /// Makes `kiln images | head` end quietly, as Unix tools do, when the
@@ -103,6 +130,10 @@ fn main() -> ExitCode {
         Command::Dockerfile(cmd) => dockerfile::run(cmd),
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Info(args) => info::run(args),
+        Command::System(cmd) => system::run_system(cmd),
+        Command::Builder(cmd) => system::run_builder(cmd),
         Command::Ps(args) => containers::ps(args),
         Command::Rm(args) => containers::rm(args),
         Command::Start(args) => containers::start(args),
@@ -113,8 +144,15 @@ fn main() -> ExitCode {
         Command::Commit(args) => containers::commit(args),
         Command::Exec(args) => containers::exec(args),
         Command::Monitor(args) => containers::monitor(args),
-        Command::Completion(args) => completion::run(args),
-        Command::Info(args) => info::run(args),
+        Command::Images(args) => images::run_images(args),
+        Command::Image(cmd) => images::run_image(cmd),
+        Command::Tag(args) => images::run_tag(args),
+        Command::Rmi(args) => images::run_rmi(args),
+        Command::History(args) => images::run_history(args),
+        Command::Inspect(args) => images::run_inspect(args, "object"),
+        Command::Save(args) => images::run_save(args),
+        Command::Load(args) => images::run_load(args),
+        Command::Import(args) => images::run_import(args),
     };
     match result {
         Ok(code) => code,

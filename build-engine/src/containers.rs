@@ -23,21 +23,18 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kiln_dockerfile_parser::{CommandLine, InstructionKind, expand_word, expand_words};
 use kiln_image_layers::{Change, ChangeKind, ChangeSet, WriteOptions};
 use kiln_runtime_linux::{Container, Control, RootFs, RunOptions, Stdio, exec_in};
 use serde::{Deserialize, Serialize};
 
 use crate::builder::{LayerRef, timestamp};
 use crate::cache::LayerRecord;
-use crate::config::{ConfigChange, ImageConfig, expand_ports, resolve_workdir};
 use crate::error::{Error, Result};
 use crate::exec::{ExecMount, NetworkMode};
 use crate::image::{ImageRef, resolve_local, write_image};
@@ -1088,62 +1085,6 @@ pub struct Committed {
     pub manifest_digest: String,
 }
 
-/// Turns a `--change` instruction into a config change, expanding
-/// variables against the config's environment as Docker does.
-pub fn parse_change(text: &str, config: &ImageConfig) -> Result<ConfigChange> {
-    let bad = |m: String| Error::Instruction {
-        line: 0,
-        message: format!("--change {text:?}: {m}"),
-    };
-    let ins =
-        kiln_dockerfile_parser::parse_instruction(text, '\\').map_err(|e| bad(e.to_string()))?;
-    let env: HashMap<String, String> = config.env().into_iter().collect();
-    let expand = |w: &str| expand_word(w, &env, '\\').map_err(|e| bad(e.to_string()));
-    let pairs = |kvs: &[kiln_dockerfile_parser::KeyValue]| -> Result<Vec<(String, String)>> {
-        kvs.iter()
-            .map(|kv| Ok((expand(&kv.key)?, expand(&kv.value)?)))
-            .collect()
-    };
-    let command = |c: &CommandLine| match c {
-        CommandLine::Exec(v) => v.clone(),
-        CommandLine::Shell(s) => {
-            let mut v = config.shell();
-            v.push(s.clone());
-            v
-        }
-    };
-    Ok(match &ins.kind {
-        InstructionKind::Cmd(c) => ConfigChange::Cmd(command(&c.command)),
-        InstructionKind::Entrypoint(c) => ConfigChange::Entrypoint(command(&c.command)),
-        InstructionKind::Env(e) => ConfigChange::Env(pairs(&e.pairs)?),
-        InstructionKind::Label(l) => ConfigChange::Label(pairs(&l.pairs)?),
-        InstructionKind::Expose(e) => {
-            let mut ports = Vec::new();
-            for w in &e.ports {
-                for word in expand_words(&w.text, &env, '\\').map_err(|e| bad(e.to_string()))? {
-                    ports.extend(expand_ports(&word).map_err(bad)?);
-                }
-            }
-            ConfigChange::Expose(ports)
-        }
-        InstructionKind::Volume(v) => {
-            ConfigChange::Volume(v.paths.iter().map(|p| expand(p)).collect::<Result<_>>()?)
-        }
-        InstructionKind::User(u) => ConfigChange::User(expand(&u.user)?),
-        InstructionKind::Workdir(w) => {
-            ConfigChange::WorkingDir(resolve_workdir(&config.working_dir(), &expand(&w.path)?))
-        }
-        InstructionKind::Stopsignal(s) => ConfigChange::StopSignal(expand(&s.signal)?),
-        InstructionKind::Onbuild(o) => ConfigChange::OnBuild(o.expression.clone()),
-        other => {
-            return Err(bad(format!(
-                "{} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)",
-                other.name()
-            )));
-        }
-    })
-}
-
 /// `docker commit`: the container's changes (its overlay upper dir:
 /// whiteouts become deletions, opaque directories replacements) become a
 /// new layer on top of its image; the config is the image's plus
@@ -1156,13 +1097,10 @@ pub fn commit(root: &Root, name_or_id: &str, options: &CommitOptions) -> Result<
     let rec = lookup(root, name_or_id)?;
     let image = resolve_local(root, &rec.image_digest)?;
     let mut config = image.config()?;
-    let changes: Vec<ConfigChange> = options
-        .changes
-        .iter()
-        .map(|c| parse_change(c, &config))
-        .collect::<Result<_>>()?;
-    for c in changes {
-        config.apply(c);
+    // Docker applies the changes in order, each seeing the config as the
+    // previous ones left it (shared with `kiln import -c`).
+    for c in &options.changes {
+        crate::images::apply_change(&mut config, c)?;
     }
     let running = rec.effective_state() == ContainerState::Running;
     let paused = match (options.pause, rec.effective_state(), rec.pid) {

@@ -99,6 +99,27 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// No image in the store matches the reference (tag, digest or ID
+    /// prefix). The message is Docker's.
+    #[error("No such image: {reference}")]
+    NoSuchImage {
+        /// The reference as written.
+        reference: String,
+    },
+    /// An image operation conflicts with the store's state (a container
+    /// uses the image, it has several tags, an ID prefix is ambiguous); the
+    /// message is Docker's.
+    #[error("conflict: {message}")]
+    Conflict {
+        /// What conflicts, and whether `--force` would help.
+        message: String,
+    },
+    /// An image `--filter` is malformed.
+    #[error("{message}")]
+    Filter {
+        /// What is wrong with it.
+        message: String,
+    },
     /// No container has this name or id (prefix).
     #[error("no such container: {0}")]
     NoSuchContainer(String),

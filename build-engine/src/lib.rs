@@ -27,8 +27,8 @@
 //! registries ([`export_cache`], [`import_cache`]). Base images missing
 //! from the store are pulled with `kiln-registry-client` ([`pull_image`]);
 //! results can also be written as a directory, an OCI archive or a docker
-//! archive ([`Output`]). Snapshots and cache records are never garbage
-//! collected yet.
+//! archive ([`Output`]). Garbage collection of images, snapshots, the
+//! build cache and scratch space is in [`gc`].
 //!
 //! # Data flow
 //!
@@ -66,7 +66,9 @@ mod dockerignore;
 mod error;
 mod exec;
 mod fsutil;
+pub mod gc;
 mod image;
+pub mod images;
 mod output;
 mod progress;
 mod pull;
