@@ -571,6 +571,148 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     Ok(crate::run::exit_code(code?))
 }
 
+/// `kiln container ...`: Docker's `docker container` command group.
+#[derive(Debug, clap::Subcommand)]
+pub enum ContainerCommand {
+    /// List containers.
+    #[command(visible_alias = "ps", alias = "list")]
+    Ls(PsArgs),
+    /// Display detailed information on one or more containers.
+    Inspect(InspectArgs),
+    /// Remove one or more containers.
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Remove all stopped containers.
+    Prune(PruneArgs),
+    /// Start one or more stopped containers.
+    Start(StartArgs),
+    /// Stop one or more running containers.
+    Stop(StopArgs),
+    /// Send a signal to one or more running containers.
+    Kill(KillArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(WaitArgs),
+    /// Fetch the logs of a container.
+    Logs(LogsArgs),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+}
+
+/// Runs `kiln container SUBCOMMAND`.
+pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ContainerCommand::Ls(a) => ps(a),
+        ContainerCommand::Inspect(a) => inspect(a),
+        ContainerCommand::Rm(a) => rm(a),
+        ContainerCommand::Prune(a) => prune(a),
+        ContainerCommand::Start(a) => start(a),
+        ContainerCommand::Stop(a) => stop(a),
+        ContainerCommand::Kill(a) => kill(a),
+        ContainerCommand::Wait(a) => wait(a),
+        ContainerCommand::Logs(a) => logs(a),
+        ContainerCommand::Commit(a) => commit(a),
+        ContainerCommand::Exec(a) => exec(a),
+    }
+}
+
+/// `kiln container inspect` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln container inspect web\n  kiln container inspect c1 c2")]
+pub struct InspectArgs {
+    /// Containers (name, id or id prefix).
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Runs `kiln container inspect`: a JSON array in Docker's shape; missing
+/// containers are reported on stderr and make the exit code 1.
+pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    let mut found = Vec::new();
+    let mut failed = false;
+    for c in &args.containers {
+        match containers::inspect(&root, c) {
+            Ok(i) => found.push(i),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    serde::Serialize::serialize(&found, &mut ser)?;
+    println!("{}", String::from_utf8(buf)?);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `kiln container prune` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln container prune -f")]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short = 'f', long)]
+    force: bool,
+}
+
+/// Runs `kiln container prune`.
+pub fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    if !args.force {
+        eprint!(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let root = Root::open_configured()?;
+    let (removed, bytes) = containers::prune(&root)?;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for c in &removed {
+            println!("{}", c.id);
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Docker's `units.HumanSize` (decimal units, 3 significant digits).
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = format!("{v:.3}");
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let s = format!("{:.*}", digits, s.parse::<f64>().unwrap_or(v));
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
+}
+
 /// Arguments of the hidden monitor subcommand.
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
@@ -607,6 +749,13 @@ mod tests {
         assert_eq!(human_duration(3 * 3600), "3 hours");
         assert_eq!(human_duration(3 * 86_400), "3 days");
         assert_eq!(human_duration(20 * 86_400), "2 weeks");
+    }
+
+    #[test]
+    fn sizes_as_docker_prints_them() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1500), "1.5kB");
+        assert_eq!(human_size(123_456_789), "123MB");
     }
 
     #[test]

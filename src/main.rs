@@ -84,6 +84,9 @@ enum Command {
     Commit(containers::CommitArgs),
     /// Run a command in a running container.
     Exec(containers::ExecArgs),
+    /// Manage containers (ls, inspect, rm, prune, start, stop, kill, wait, logs, commit, exec).
+    #[command(subcommand)]
+    Container(containers::ContainerCommand),
     /// Supervise a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(containers::MonitorArgs),
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Commit(args) => containers::commit(args),
         Command::Exec(args) => containers::exec(args),
         Command::Monitor(args) => containers::monitor(args),
+        Command::Container(cmd) => containers::run_container(cmd),
         Command::Images(args) => images::run_images(args),
         Command::Image(cmd) => images::run_image(cmd),
         Command::Tag(args) => images::run_tag(args),

@@ -84,6 +84,12 @@ pub struct VolumeRecord {
 pub struct RunConfig {
     /// The process: entrypoint + command, resolved with Docker's rules.
     pub args: Vec<String>,
+    /// The entrypoint part of `args` (image's or `--entrypoint`).
+    pub entrypoint: Vec<String>,
+    /// The command part of `args` (image's CMD or the run's command).
+    pub cmd: Vec<String>,
+    /// The image's labels (`docker inspect`'s `Config.Labels`).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// `KEY=value`, the image's environment merged with `-e`.
     pub env: Vec<String>,
     /// `-u` or the image's USER (empty: root).
@@ -1255,6 +1261,188 @@ pub fn exec(
             Err(e) => Error::step(format!("exec in container {}", rec.name), e),
         }),
     }
+}
+
+// --- inspect -----------------------------------------------------------------
+
+/// `State` of `docker container inspect`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct InspectState {
+    /// `created`, `running` or `exited`.
+    #[serde(rename = "Status")]
+    pub status: String,
+    /// Whether it runs.
+    #[serde(rename = "Running")]
+    pub running: bool,
+    /// Always false (kiln does not pause containers).
+    #[serde(rename = "Paused")]
+    pub paused: bool,
+    /// Always false (no restart policies).
+    #[serde(rename = "Restarting")]
+    pub restarting: bool,
+    /// Whether the OOM killer ended it (not tracked: false).
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    /// Always false.
+    #[serde(rename = "Dead")]
+    pub dead: bool,
+    /// Pid of its first process (0 when not running).
+    #[serde(rename = "Pid")]
+    pub pid: i32,
+    /// Exit code of the last run.
+    #[serde(rename = "ExitCode")]
+    pub exit_code: i32,
+    /// Empty (errors are reported by the command that failed).
+    #[serde(rename = "Error")]
+    pub error: String,
+    /// RFC 3339 (`0001-01-01T00:00:00Z` when never started, as Docker).
+    #[serde(rename = "StartedAt")]
+    pub started_at: String,
+    /// RFC 3339 (`0001-01-01T00:00:00Z` while it never ended).
+    #[serde(rename = "FinishedAt")]
+    pub finished_at: String,
+}
+
+/// `docker container inspect`'s document for one container (the fields
+/// kiln has), keys in Docker's order.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ContainerInspect {
+    /// Full id.
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// RFC 3339.
+    #[serde(rename = "Created")]
+    pub created: String,
+    /// `args[0]`.
+    #[serde(rename = "Path")]
+    pub path: String,
+    /// The remaining arguments.
+    #[serde(rename = "Args")]
+    pub args: Vec<String>,
+    /// State.
+    #[serde(rename = "State")]
+    pub state: InspectState,
+    /// Image id (config digest).
+    #[serde(rename = "Image")]
+    pub image: String,
+    /// `/name`, as Docker shows it.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// `overlay`.
+    #[serde(rename = "Driver")]
+    pub driver: String,
+    /// `linux`.
+    #[serde(rename = "Platform")]
+    pub platform: String,
+    /// Run options.
+    #[serde(rename = "HostConfig")]
+    pub host_config: serde_json::Value,
+    /// Where the writable layer is.
+    #[serde(rename = "GraphDriver")]
+    pub graph_driver: serde_json::Value,
+    /// The container's config.
+    #[serde(rename = "Config")]
+    pub config: serde_json::Value,
+}
+
+fn rfc3339(secs: Option<i64>) -> String {
+    match secs {
+        Some(s) => timestamp(Some(s)),
+        None => "0001-01-01T00:00:00Z".into(),
+    }
+}
+
+/// `docker container inspect`: what kiln knows about a container, in
+/// Docker's shape.
+pub fn inspect(root: &Root, name_or_id: &str) -> Result<ContainerInspect> {
+    let c = lookup(root, name_or_id)?;
+    let state = c.effective_state();
+    let cfg = &c.config;
+    let upper = container_dir(root, &c.id).join("upper");
+    Ok(ContainerInspect {
+        id: c.id.clone(),
+        created: rfc3339(Some(c.created)),
+        path: cfg.args.first().cloned().unwrap_or_default(),
+        args: cfg.args.iter().skip(1).cloned().collect(),
+        state: InspectState {
+            status: state.as_str().into(),
+            running: state == ContainerState::Running,
+            paused: false,
+            restarting: false,
+            oom_killed: false,
+            dead: false,
+            pid: if state == ContainerState::Running {
+                c.pid.unwrap_or(0)
+            } else {
+                0
+            },
+            exit_code: c.exit_code.unwrap_or(0),
+            error: String::new(),
+            started_at: rfc3339(c.started_at),
+            finished_at: rfc3339(c.finished_at),
+        },
+        image: c.config_digest.clone(),
+        name: format!("/{}", c.name),
+        driver: "overlay".into(),
+        platform: "linux".into(),
+        host_config: serde_json::json!({
+            "Binds": cfg.volumes.iter().map(|v| format!(
+                "{}:{}{}",
+                v.source.display(),
+                v.target,
+                if v.read_only { ":ro" } else { "" }
+            )).collect::<Vec<_>>(),
+            "NetworkMode": if cfg.host_network { "host" } else { "none" },
+            "AutoRemove": cfg.auto_remove,
+            "ReadonlyRootfs": cfg.read_only,
+            "Memory": cfg.memory.unwrap_or(0),
+            "NanoCpus": cfg.cpus.map_or(0, |c| (c * 1e9) as i64),
+            "PidsLimit": cfg.pids_limit,
+        }),
+        graph_driver: serde_json::json!({
+            "Data": {"UpperDir": upper.display().to_string()},
+            "Name": "overlay",
+        }),
+        config: serde_json::json!({
+            "Hostname": if cfg.host_network { String::new() } else { c.short_id().to_string() },
+            "User": cfg.user,
+            "Tty": cfg.tty,
+            "OpenStdin": cfg.interactive,
+            "Env": cfg.env,
+            "Cmd": cfg.cmd,
+            "Image": c.image,
+            "WorkingDir": cfg.workdir,
+            "Entrypoint": if cfg.entrypoint.is_empty() { serde_json::Value::Null } else { serde_json::json!(cfg.entrypoint) },
+            "Labels": cfg.labels,
+        }),
+    })
+}
+
+/// `docker container prune`: removes every container that is not running;
+/// returns the removed records and the bytes their directories held.
+pub fn prune(root: &Root) -> Result<(Vec<ContainerRecord>, u64)> {
+    let mut removed = Vec::new();
+    let mut bytes = 0;
+    for c in list(root)? {
+        if c.effective_state() == ContainerState::Running {
+            continue;
+        }
+        let size: u64 = walkdir::WalkDir::new(container_dir(root, &c.id))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum();
+        // A container started meanwhile is kept (remove refuses it).
+        if remove(root, &c.id, false).is_ok() {
+            bytes += size;
+            removed.push(c);
+        }
+    }
+    Ok((removed, bytes))
 }
 
 #[cfg(test)]

@@ -614,3 +614,100 @@ fn a_record_left_running_by_a_killed_kiln_reads_as_exited() {
     // And it can be removed without -f.
     assert!(kiln(&["rm", "crash"]).status.success());
 }
+
+#[test]
+fn container_inspect_is_dockers_shape() {
+    let out = kiln(&[
+        "run", "--name", "insp", "-e", "K=V", "-w", "/tmp", "busybox", "sh", "-c", "exit 5",
+    ]);
+    assert_eq!(code(&out), 5, "{}", text(&out));
+    let out = kiln(&["container", "inspect", "insp"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &v[0];
+    assert_eq!(c["Id"].as_str().unwrap().len(), 64);
+    assert_eq!(c["Name"], "/insp");
+    assert_eq!(c["Path"], "sh");
+    assert_eq!(c["Args"], serde_json::json!(["-c", "exit 5"]));
+    assert_eq!(c["State"]["Status"], "exited");
+    assert_eq!(c["State"]["Running"], false);
+    assert_eq!(c["State"]["ExitCode"], 5);
+    assert_eq!(c["Config"]["Image"], "busybox");
+    assert_eq!(c["Config"]["WorkingDir"], "/tmp");
+    assert_eq!(
+        c["Config"]["Cmd"],
+        serde_json::json!(["sh", "-c", "exit 5"])
+    );
+    assert!(
+        c["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "K=V")
+    );
+    // Image is the image id (config digest), as Docker.
+    let busybox_config = manifest("docker.io/library/busybox:latest")["config"]["digest"].clone();
+    assert_eq!(c["Image"], busybox_config);
+    // Keys in Docker's order.
+    let body = stdout(&out);
+    let pos = |k: &str| body.find(&format!("\"{k}\"")).unwrap();
+    assert!(
+        pos("Id") < pos("Created") && pos("Created") < pos("Path") && pos("State") < pos("Image")
+    );
+    // `container ls` is `ps`.
+    let out = kiln(&["container", "ls", "-aq", "--filter", "name=insp"]);
+    assert_eq!(stdout(&out).trim(), &c["Id"].as_str().unwrap()[..12]);
+    let out = kiln(&["container", "inspect", "no-such-one"]);
+    assert_eq!(code(&out), 1);
+    assert!(kiln(&["container", "rm", "insp"]).status.success());
+}
+
+#[test]
+fn container_prune_removes_only_stopped_containers() {
+    // Its own state directory (prune is global), with the busybox image
+    // copied from the shared one.
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(root().join("store"))
+        .arg(dir.path().join("store"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let k = |args: &[&str]| support::kiln_in(dir.path(), args);
+    assert!(
+        k(&["run", "--name", "p1", "busybox", "true"])
+            .status
+            .success()
+    );
+    assert!(
+        k(&[
+            "run",
+            "--name",
+            "p2",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 5000 /dev/zero > /z"
+        ])
+        .status
+        .success()
+    );
+    let out = k(&["run", "-d", "--name", "p3", "busybox", "sleep", "60"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = k(&["container", "prune", "-f"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let body = stdout(&out);
+    assert!(body.starts_with("Deleted Containers:\n"), "{body}");
+    assert_eq!(body.lines().filter(|l| l.len() == 64).count(), 2, "{body}");
+    let last = body.lines().last().unwrap();
+    assert!(last.starts_with("Total reclaimed space: "), "{body}");
+    assert!(last.ends_with("kB"), "at least /z: {body}");
+    let out = k(&["ps", "-aq"]);
+    assert_eq!(
+        stdout(&out).lines().count(),
+        1,
+        "only the running one is left"
+    );
+    assert!(k(&["rm", "-f", "p3"]).status.success());
+}
