@@ -84,7 +84,7 @@ enum Command {
     Commit(containers::CommitArgs),
     /// Run a command in a running container.
     Exec(containers::ExecArgs),
-    /// Manage containers (ls, inspect, rm, prune, start, stop, kill, wait, logs, commit, exec).
+    /// Manage containers (ls, inspect, prune, rm, logs, exec, commit, ...).
     #[command(subcommand)]
     Container(containers::ContainerCommand),
     /// Supervise a detached container (internal).
