@@ -294,12 +294,13 @@ pub fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let code = containers::run_attached(
+        let code = containers::run_attached_with(
             &root,
             &c.id,
             &mut std::io::stdout(),
             &mut std::io::stderr(),
             stdin,
+            crate::run::proxy_signals(),
         );
         drop(saved);
         return Ok(crate::run::exit_code(code?));

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use kiln_build_engine::{ExecMount, NetworkMode, Root, RunRequest, containers, run_image};
+use kiln_build_engine::{Control, ExecMount, NetworkMode, Root, RunRequest, containers, run_image};
 
 /// `kiln run` arguments (docker run's names).
 #[derive(Debug, clap::Args)]
@@ -132,12 +132,44 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", record.id);
         return Ok(ExitCode::SUCCESS);
     }
+    req.control = Some(proxy_signals());
     // With -t on a terminal, the container's pty does the line editing and
     // echo: put the user's terminal in raw mode for the run, and restore it.
     let saved = if args.tty { RawMode::enter() } else { None };
     let code = run_image(&root, &req);
     drop(saved);
     Ok(exit_code(code?))
+}
+
+/// Docker's signal proxy (`docker run --sig-proxy`, on by default): the
+/// signals a user or a supervisor sends to kiln while it runs a container
+/// in the foreground (Ctrl-C without `-t`, `kill`, `timeout`) go to the
+/// container's process instead of ending kiln, whose death would SIGKILL
+/// the container. Call before any other thread starts, so that every
+/// thread has them blocked and only the forwarding thread receives them.
+pub fn proxy_signals() -> Control {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let control = Control::new();
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_ok() {
+        let c = control.clone();
+        std::thread::spawn(move || {
+            while let Ok(sig) = set.wait() {
+                c.signal(sig as i32);
+            }
+        });
+    }
+    control
 }
 
 /// A container's exit code as kiln's.

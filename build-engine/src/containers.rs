@@ -698,6 +698,20 @@ pub fn run_attached(
     stderr: &mut dyn Write,
     stdin: Option<Box<dyn Read + Send>>,
 ) -> Result<i32> {
+    run_attached_with(root, id, stdout, stderr, stdin, Control::new())
+}
+
+/// [`run_attached`] with a handle to forward signals to the container's
+/// process or resize its terminal from another thread while it runs
+/// (`docker run`'s signal proxy).
+pub fn run_attached_with(
+    root: &Root,
+    id: &str,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    stdin: Option<Box<dyn Read + Send>>,
+    control: Control,
+) -> Result<i32> {
     let dir = container_dir(root, id);
     // One run at a time per container, whatever the records say: two
     // `kiln start` racing each other must not share an upper directory.
@@ -733,7 +747,6 @@ pub fn run_attached(
     for d in [&upper, &work] {
         std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
     }
-    let control = Control::new();
     let mut opts = RunOptions::new();
     opts.control = Some(control.clone());
     if !rec.config.user.is_empty() {

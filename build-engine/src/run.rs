@@ -57,6 +57,9 @@ pub struct RunRequest {
     pub remove: bool,
     /// `--name`.
     pub name: Option<String>,
+    /// Forwards signals (and terminal sizes) to the container's process
+    /// while [`run_image`] runs.
+    pub control: Option<kiln_runtime_linux::Control>,
 }
 
 /// Docker's rule for the process arguments: `--entrypoint` replaces the
@@ -246,7 +249,9 @@ pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
     } else {
         None
     };
-    let result = containers::run_attached(root, &record.id, &mut out, &mut err, stdin);
+    let control = req.control.clone().unwrap_or_default();
+    let result =
+        containers::run_attached_with(root, &record.id, &mut out, &mut err, stdin, control);
     if req.remove {
         containers::remove_files(root, &record);
     }

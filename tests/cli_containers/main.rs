@@ -711,3 +711,43 @@ fn container_prune_removes_only_stopped_containers() {
     );
     assert!(k(&["rm", "-f", "p3"]).status.success());
 }
+
+#[test]
+fn signals_to_a_foreground_run_go_to_the_container() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(support::KILN)
+        .args([
+            "run",
+            "--name",
+            "sigp",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .env("KILN_ROOT", root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "kiln exits with the container's code"
+    );
+    let row = row_of("sigp", true).unwrap();
+    assert!(row[4].starts_with("Exited (7)"), "{row:?}");
+    assert!(kiln(&["rm", "sigp"]).status.success());
+}
