@@ -519,21 +519,8 @@ pub fn commit(args: CommitArgs) -> anyhow::Result<ExitCode> {
     after_help = "Examples:\n  kiln exec web cat /etc/hostname\n  kiln exec -it web sh\n  kiln exec -e MODE=debug -u nobody -w /tmp web env"
 )]
 pub struct ExecArgs {
-    /// Keep standard input open.
-    #[arg(short = 'i', long)]
-    interactive: bool,
-    /// Allocate a pseudo-terminal.
-    #[arg(short = 't', long)]
-    tty: bool,
-    /// Set an environment variable `KEY=VALUE` (or `KEY` from the environment).
-    #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
-    /// User (`name`, `uid`, `name:group`, `uid:gid`).
-    #[arg(short = 'u', long)]
-    user: Option<String>,
-    /// Working directory in the container.
-    #[arg(short = 'w', long)]
-    workdir: Option<String>,
+    #[command(flatten)]
+    process: crate::run::ProcessArgs,
     /// The container.
     container: String,
     /// Command and arguments.
@@ -546,16 +533,16 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let root = Root::open_configured()?;
     let mut req = ExecRequest::default();
     req.cmd = args.command.clone();
-    req.env = args.env.clone();
-    req.user = args.user.clone();
-    req.workdir = args.workdir.clone();
-    req.tty = args.tty;
-    let stdin: Option<Box<dyn std::io::Read + Send>> = if args.interactive {
+    req.env = args.process.env.clone();
+    req.user = args.process.user.clone();
+    req.workdir = args.process.workdir.clone();
+    req.tty = args.process.tty;
+    let stdin: Option<Box<dyn std::io::Read + Send>> = if args.process.interactive {
         Some(Box::new(std::io::stdin()))
     } else {
         None
     };
-    let saved = if args.tty {
+    let saved = if args.process.tty {
         crate::run::RawMode::enter()
     } else {
         None
