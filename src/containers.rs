@@ -120,6 +120,12 @@ pub struct PsArgs {
     /// Filter output: `status=running|exited|created`, `name=NAME`, `id=ID`.
     #[arg(short = 'f', long = "filter")]
     filter: Vec<String>,
+    /// Show the n last created containers (all states).
+    #[arg(short = 'n', long)]
+    last: Option<usize>,
+    /// Show the latest created container (all states).
+    #[arg(short = 'l', long)]
+    latest: bool,
 }
 
 /// Runs `kiln ps`.
@@ -142,10 +148,13 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         filters.push((k.to_string(), v.to_string()));
     }
     let has_status = filters.iter().any(|(k, _)| k == "status");
+    // -n/-l imply -a, as Docker's.
+    let last = if args.latest { Some(1) } else { args.last };
+    let all = args.all || last.is_some();
     let now = now();
     let list: Vec<ContainerRecord> = containers::list(&root)?
         .into_iter()
-        .filter(|c| args.all || has_status || c.effective_state() == ContainerState::Running)
+        .filter(|c| all || has_status || c.effective_state() == ContainerState::Running)
         .filter(|c| {
             // Values of one key are alternatives; keys all apply (Docker).
             ["status", "name", "id"].iter().all(|key| {
@@ -162,6 +171,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
                     })
             })
         })
+        .take(last.unwrap_or(usize::MAX))
         .collect();
     if args.quiet {
         let mut out = std::io::stdout().lock();

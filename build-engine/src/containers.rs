@@ -158,6 +158,10 @@ pub struct ContainerRecord {
     pub config: RunConfig,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+    /// The sub-second part of the creation time (orders containers made
+    /// within one second).
+    #[serde(default)]
+    pub created_nanos: u32,
     /// State as last written (see [`ContainerRecord::effective_state`]).
     pub state: ContainerState,
     /// Pid (in kiln's pid namespace) of the container's first process while
@@ -316,7 +320,11 @@ pub fn list(root: &Root) -> Result<Vec<ContainerRecord>> {
             out.push(rec.corrected());
         }
     }
-    out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+    out.sort_by(|a, b| {
+        (b.created, b.created_nanos)
+            .cmp(&(a.created, a.created_nanos))
+            .then_with(|| a.id.cmp(&b.id))
+    });
     Ok(out)
 }
 
@@ -541,6 +549,9 @@ pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
             })?
         }
     };
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let dir = container_dir(root, &id);
     for d in [dir.join("upper"), dir.join("work")] {
         std::fs::create_dir_all(&d).map_err(|e| Error::io("create directory", &d, e))?;
@@ -552,7 +563,8 @@ pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
         image_digest: image.manifest_digest.clone(),
         config_digest,
         config: cfg,
-        created: now(),
+        created: created.as_secs() as i64,
+        created_nanos: created.subsec_nanos(),
         state: ContainerState::Created,
         pid: None,
         pid_start_time: None,
@@ -1471,6 +1483,7 @@ mod tests {
             config_digest: "sha256:11".into(),
             config: RunConfig::default(),
             created,
+            created_nanos: 0,
             state: ContainerState::Running,
             pid: Some(i32::MAX),
             pid_start_time: Some(1),
@@ -1508,6 +1521,55 @@ mod tests {
             lookup(&root, "zzz"),
             Err(Error::NoSuchContainer(_))
         ));
+    }
+
+    #[test]
+    fn log_sink_tees_and_writes_one_entry_per_line() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let id = "c".repeat(64);
+        let dir = container_dir(&root, &id);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("container.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut seen = Vec::new();
+        {
+            let mut sink = LogSink {
+                log: &log,
+                stream: "stderr",
+                inner: &mut seen,
+                inner_ok: true,
+            };
+            sink.write_all(b"a\nb\npart")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(seen, b"a\nb\npart");
+        let (entries, offset) = read_log(&root, &id, 0).unwrap_or_else(|e| panic!("{e}"));
+        let logs: Vec<&str> = entries.iter().map(|e| e.log.as_str()).collect();
+        assert_eq!(logs, ["a\n", "b\n", "part"]);
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.stream == "stderr" && e.time.ends_with('Z'))
+        );
+        // A half-written line is not returned until it is complete.
+        let mut f = &log;
+        f.write_all(b"{\"log\":\"x")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (more, next) = read_log(&root, &id, offset).unwrap_or_else(|e| panic!("{e}"));
+        assert!(more.is_empty());
+        assert_eq!(next, offset);
+    }
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name("-web"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
     }
 
     #[test]

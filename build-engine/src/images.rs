@@ -1391,6 +1391,7 @@ mod tests {
             config_digest: image.id.clone(),
             config: RunConfig::default(),
             created: 1,
+            created_nanos: 0,
             state: if running {
                 ContainerState::Running
             } else {
