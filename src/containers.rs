@@ -323,6 +323,23 @@ pub fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `kiln rename` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln rename elegant_agnesi web")]
+pub struct RenameArgs {
+    /// The container.
+    container: String,
+    /// Its new name.
+    new_name: String,
+}
+
+/// Runs `kiln rename`.
+pub fn rename(args: RenameArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    containers::rename(&root, &args.container, &args.new_name)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `kiln stop` arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  kiln stop web\n  kiln stop -t 1 web db")]
@@ -582,6 +599,8 @@ pub enum ContainerCommand {
     Rm(RmArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
     /// Start one or more stopped containers.
     Start(StartArgs),
     /// Stop one or more running containers.
@@ -605,6 +624,7 @@ pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
         ContainerCommand::Inspect(a) => inspect(a),
         ContainerCommand::Rm(a) => rm(a),
         ContainerCommand::Prune(a) => prune(a),
+        ContainerCommand::Rename(a) => rename(a),
         ContainerCommand::Start(a) => start(a),
         ContainerCommand::Stop(a) => stop(a),
         ContainerCommand::Kill(a) => kill(a),

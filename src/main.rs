@@ -84,6 +84,8 @@ enum Command {
     Commit(containers::CommitArgs),
     /// Run a command in a running container.
     Exec(containers::ExecArgs),
+    /// Rename a container.
+    Rename(containers::RenameArgs),
     /// Manage containers (ls, inspect, prune, rm, logs, exec, commit, ...).
     #[command(subcommand)]
     Container(containers::ContainerCommand),
@@ -148,6 +150,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => containers::exec(args),
         Command::Monitor(args) => containers::monitor(args),
         Command::Container(cmd) => containers::run_container(cmd),
+        Command::Rename(args) => containers::rename(args),
         Command::Images(args) => images::run_images(args),
         Command::Image(cmd) => images::run_image(cmd),
         Command::Tag(args) => images::run_tag(args),

@@ -797,7 +797,7 @@ pub fn run_attached_with(
         let watcher = s.spawn(|| {
             while !done.load(Ordering::Acquire) {
                 if let Some(pid) = control.pid() {
-                    let mut r = rec.clone();
+                    let mut r = read_record(&dir).unwrap_or_else(|_| rec.clone());
                     r.pid = Some(pid);
                     r.pid_start_time = process_start_time(pid);
                     let _ = write_record(root, &r);
@@ -855,10 +855,50 @@ pub fn run_attached_with(
         },
     };
     // `rm -f` may have removed the container meanwhile: nothing to record.
+    // Only the run's own fields are written back (`rename` may have
+    // changed the record while it ran).
     if dir.exists() {
-        write_record(root, &rec)?;
+        let mut current = read_record(&dir).unwrap_or_else(|_| rec.clone());
+        current.state = rec.state;
+        current.pid = None;
+        current.pid_start_time = None;
+        current.monitor_pid = None;
+        current.monitor_start_time = None;
+        current.exit_code = rec.exit_code;
+        current.started_at = rec.started_at;
+        current.finished_at = rec.finished_at;
+        write_record(root, &current)?;
     }
     outcome
+}
+
+/// `docker rename`: gives a container a new (unused, valid) name.
+pub fn rename(root: &Root, name_or_id: &str, new_name: &str) -> Result<ContainerRecord> {
+    let rec = lookup(root, name_or_id)?;
+    if !valid_name(new_name) {
+        return Err(Error::Container {
+            container: new_name.to_string(),
+            message: "invalid container name: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed".into(),
+        });
+    }
+    if rec.name == new_name {
+        return Ok(rec);
+    }
+    if !reserve_name(root, new_name, &rec.id)? {
+        return Err(Error::Container {
+            container: new_name.to_string(),
+            message: "the container name is already in use".into(),
+        });
+    }
+    let dir = container_dir(root, &rec.id);
+    let mut current = read_record(&dir)?;
+    let old = std::mem::replace(&mut current.name, new_name.to_string());
+    write_record(root, &current)?;
+    let old_file = containers_dir(root).join("names").join(&old);
+    if std::fs::read_to_string(&old_file).is_ok_and(|owner| owner == rec.id) {
+        let _ = std::fs::remove_file(old_file);
+    }
+    Ok(current.corrected())
 }
 
 /// The supervisor of a detached container (`kiln run -d`, `kiln start`):
@@ -950,7 +990,16 @@ pub fn start_detached(
 /// Sends `signal` to a running container's first process (SIGKILL ends the
 /// whole container: it is pid 1 of its pid namespace).
 pub fn kill(root: &Root, name_or_id: &str, signal: i32) -> Result<ContainerRecord> {
-    let rec = lookup(root, name_or_id)?;
+    let mut rec = lookup(root, name_or_id)?;
+    // Being started: its supervisor records the pid in a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rec.effective_state() == ContainerState::Running
+        && rec.pid.is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+        rec = read_record(&container_dir(root, &rec.id))?.corrected();
+    }
     let pid = match (rec.effective_state(), rec.pid) {
         (ContainerState::Running, Some(pid)) => pid,
         _ => {

@@ -551,6 +551,31 @@ fn names_are_unique_and_generated_like_dockers() {
             == 12
     });
     assert!(kiln(&["rm", &id[..8]]).status.success(), "rm by id prefix");
+
+    // rename, also while it runs (the run's final record keeps the name).
+    let out = kiln(&[
+        "run",
+        "-d",
+        "--name",
+        "ren-a",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = kiln(&["rename", "ren-a", "ren-b"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = kiln(&["wait", "ren-b"]);
+    assert_eq!(stdout(&out).trim(), "2", "{}", text(&out));
+    assert!(row_of("ren-b", true).is_some());
+    assert!(row_of("ren-a", true).is_none());
+    // The old name is free, the new one taken.
+    let out = kiln(&["run", "--name", "ren-b", "busybox", "true"]);
+    assert_eq!(code(&out), 125);
+    let out = kiln(&["run", "--name", "ren-a", "busybox", "true"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(kiln(&["rm", "ren-a", "ren-b"]).status.success());
 }
 
 #[test]
