@@ -323,6 +323,24 @@ pub fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `kiln diff` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln diff c1\n  kiln container diff web")]
+pub struct DiffArgs {
+    /// The container.
+    container: String,
+}
+
+/// Runs `kiln diff`: `A`/`C`/`D` and the path, one per line.
+pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    let mut out = std::io::stdout().lock();
+    for (letter, path) in containers::diff(&root, &args.container)? {
+        writeln!(out, "{letter} {path}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `kiln rename` arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  kiln rename elegant_agnesi web")]
@@ -601,6 +619,8 @@ pub enum ContainerCommand {
     Prune(PruneArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(DiffArgs),
     /// Start one or more stopped containers.
     Start(StartArgs),
     /// Stop one or more running containers.
@@ -625,6 +645,7 @@ pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
         ContainerCommand::Rm(a) => rm(a),
         ContainerCommand::Prune(a) => prune(a),
         ContainerCommand::Rename(a) => rename(a),
+        ContainerCommand::Diff(a) => diff(a),
         ContainerCommand::Start(a) => start(a),
         ContainerCommand::Stop(a) => stop(a),
         ContainerCommand::Kill(a) => kill(a),

@@ -86,6 +86,8 @@ enum Command {
     Exec(containers::ExecArgs),
     /// Rename a container.
     Rename(containers::RenameArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(containers::DiffArgs),
     /// Manage containers (ls, inspect, prune, rm, logs, exec, commit, ...).
     #[command(subcommand)]
     Container(containers::ContainerCommand),
@@ -151,6 +153,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => containers::monitor(args),
         Command::Container(cmd) => containers::run_container(cmd),
         Command::Rename(args) => containers::rename(args),
+        Command::Diff(args) => containers::diff(args),
         Command::Images(args) => images::run_images(args),
         Command::Image(cmd) => images::run_image(cmd),
         Command::Tag(args) => images::run_tag(args),

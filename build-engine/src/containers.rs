@@ -1165,6 +1165,77 @@ pub struct Committed {
     pub manifest_digest: String,
 }
 
+/// The changes of a container to its image, read from its overlay upper
+/// directory, without what the runtime itself leaves there (Docker keeps
+/// those in a separate init layer): the mount points `/dev`, `/proc` and
+/// `/sys` when empty, `/etc` when only its mount-point files touched it,
+/// and, while the container runs, the empty mount points of the /etc files
+/// it bind-mounts (removed again when it ends).
+fn container_changes(root: &Root, rec: &ContainerRecord, running: bool) -> Result<ChangeSet> {
+    let upper = container_dir(root, &rec.id).join("upper");
+    let set = ChangeSet::from_overlay_upper(&upper)
+        .map_err(|e| Error::step(format!("scan the changes of container {}", rec.name), e))?;
+    let runtime_files = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+    let is_runtime_file = |c: &Change| {
+        running
+            && c.kind == ChangeKind::Added
+            && runtime_files.iter().any(|f| c.path == Path::new(f))
+            && std::fs::metadata(upper.join(&c.path)).is_ok_and(|m| m.len() == 0)
+    };
+    let changes = set.changes();
+    let kept: Vec<Change> = changes
+        .iter()
+        .filter(|c| !is_runtime_file(c))
+        .filter(|c| {
+            let p = c.path.as_path();
+            let empty_dir =
+                || std::fs::read_dir(upper.join(p)).is_ok_and(|mut d| d.next().is_none());
+            let mount_point = ["dev", "proc", "sys"].iter().any(|m| p == Path::new(m));
+            let touched_etc = p == Path::new("etc")
+                && c.kind == ChangeKind::Modified
+                && !changes
+                    .iter()
+                    .any(|o| o.path != p && o.path.starts_with("etc") && !is_runtime_file(o));
+            let runtime_mount_point = c.kind != ChangeKind::Deleted && mount_point && empty_dir();
+            !(touched_etc || runtime_mount_point)
+        })
+        .cloned()
+        .collect();
+    Ok(ChangeSet::new(&upper, kept))
+}
+
+/// `docker diff`: the container's changed paths, sorted, each with Docker's
+/// letter: `A` added, `C` changed (including directories whose contents
+/// changed, and replaced directories), `D` deleted.
+pub fn diff(root: &Root, name_or_id: &str) -> Result<Vec<(char, String)>> {
+    let rec = lookup(root, name_or_id)?;
+    let running = rec.effective_state() == ContainerState::Running;
+    let set = container_changes(root, &rec, running)?;
+    // The upper dir alone cannot tell a new directory from one that was
+    // copied up: the image's layers can.
+    let image = resolve_local(root, &rec.image_digest)?;
+    let view = crate::snapshot::MergedView::new(
+        root.snapshots()
+            .ensure(root.store(), &image.layer_digests()?)?,
+    );
+    let mut out: Vec<(char, String)> = set
+        .changes()
+        .iter()
+        .map(|c| {
+            let rel = c.path.to_string_lossy();
+            let letter = match c.kind {
+                ChangeKind::Deleted => 'D',
+                _ if view.exists(&rel) => 'C',
+                _ => 'A',
+            };
+            (letter, format!("/{}", c.path.display()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out.dedup_by(|a, b| a.1 == b.1);
+    Ok(out)
+}
+
 /// `docker commit`: the container's changes (its overlay upper dir:
 /// whiteouts become deletions, opaque directories replacements) become a
 /// new layer on top of its image; the config is the image's plus
@@ -1187,27 +1258,7 @@ pub fn commit(root: &Root, name_or_id: &str, options: &CommitOptions) -> Result<
         (true, ContainerState::Running, Some(pid)) => Some(Paused::new(pid)),
         _ => None,
     };
-    let upper = container_dir(root, &rec.id).join("upper");
-    let mut set = ChangeSet::from_overlay_upper(&upper)
-        .map_err(|e| Error::step(format!("scan the changes of container {}", rec.name), e))?;
-    if running {
-        // While it runs, the empty mount points of the /etc files the
-        // runtime bind-mounts (and removes again afterwards) are in the
-        // upper dir; they are not the container's changes (Docker keeps
-        // them in a separate init layer).
-        let runtime_files = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
-        let kept: Vec<Change> = set
-            .changes()
-            .iter()
-            .filter(|c| {
-                !(c.kind == ChangeKind::Added
-                    && runtime_files.iter().any(|f| c.path == Path::new(f))
-                    && std::fs::metadata(upper.join(&c.path)).is_ok_and(|m| m.len() == 0))
-            })
-            .cloned()
-            .collect();
-        set = ChangeSet::new(&upper, kept);
-    }
+    let set = container_changes(root, &rec, running)?;
     let layer = root
         .store()
         .put_layer(&set, &WriteOptions::default())

@@ -102,6 +102,27 @@ fn commit_workflow_keeps_added_and_deleted_files() {
         "echo hi > /f; rm /bin/vi; mkdir -p /d && echo x > /d/x",
     ]);
     assert!(out.status.success(), "{}", text(&out));
+    // `diff` lists the changes the commit will contain, Docker's way.
+    let out = kiln(&["diff", "cw"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    for expected in ["C /bin", "D /bin/vi", "A /d", "A /d/x", "A /f"] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected} in {lines:?}"
+        );
+    }
+    // Nothing the runtime left (mount points of /dev, /proc, /sys; /etc's
+    // mount-point files).
+    for absent in ["/dev", "/proc", "/sys", "/etc"] {
+        assert!(
+            !lines.iter().any(|l| &l[2..] == absent),
+            "{absent} in {lines:?}"
+        );
+    }
+    let mut sorted = lines.clone();
+    sorted.sort_by(|a, b| a[2..].cmp(&b[2..]));
+    assert_eq!(lines, sorted, "sorted by path");
     let out = kiln(&[
         "commit",
         "-m",
