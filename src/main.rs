@@ -6,6 +6,7 @@
 mod build;
 mod dockerfile;
 mod progress;
+mod registry;
 mod run;
 
 use std::process::ExitCode;
@@ -32,6 +33,16 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
+    /// Download an image from a registry, ready to run.
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry.
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials shared with Docker's config.json).
+    Login(registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(registry::LogoutArgs),
+    /// Search a registry for images.
+    Search(registry::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +51,11 @@ fn main() -> ExitCode {
         Command::Dockerfile(cmd) => dockerfile::run(cmd),
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::Pull(args) => registry::pull(args),
+        Command::Push(args) => registry::push(args),
+        Command::Login(args) => registry::login(args),
+        Command::Logout(args) => registry::logout(args),
+        Command::Search(args) => registry::search(args),
     };
     match result {
         Ok(code) => code,

@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use kiln_image_layers::Digest;
 use kiln_image_layers::oci_spec::image::MediaType;
-use kiln_registry_client::{
-    Client, ClientConfig, OciLayoutBlobs, PushOptions, Reference, no_progress,
-};
+use kiln_registry_client::{Client, OciLayoutBlobs, PushOptions, Reference, no_progress};
 use serde_json::json;
 
 use crate::cache::CacheRecord;
@@ -32,9 +30,8 @@ fn reg_err(reference: &str, message: &str, e: kiln_registry_client::Error) -> Er
     }
 }
 
-fn client(reference: &str) -> Result<Client> {
-    Client::new(ClientConfig::default())
-        .map_err(|e| reg_err(reference, "create registry client", e))
+fn client(_reference: &str) -> Result<Client> {
+    crate::registry::registry_client()
 }
 
 /// Pushes `records` (and the layers they name) to `reference`.
