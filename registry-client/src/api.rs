@@ -479,3 +479,29 @@ fn fallback_tag(repo: &Reference, subject: &Digest) -> Result<Reference, Error> 
     let tag: String = tag.chars().take(128).collect();
     Reference::from_parts(repo.registry(), repo.repository(), Some(&tag), None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_search_answers_parse_and_are_limited() {
+        let body = br#"{"num_results":3,"query":"busy","results":[
+            {"name":"busybox","description":"Busybox base image.","star_count":3000,"is_official":true,"is_automated":false},
+            {"name":"user/busy","description":null,"star_count":2,"is_official":false},
+            {"name":"other/busy"}]}"#;
+        let r = parse_hub_search(body, 2).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            SearchResult {
+                name: "busybox".into(),
+                description: "Busybox base image.".into(),
+                stars: 3000,
+                official: true,
+            }
+        );
+        assert_eq!(r[1].description, "");
+        assert!(parse_hub_search(b"\"not an object\"", 5).is_err());
+    }
+}

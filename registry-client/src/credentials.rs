@@ -459,6 +459,26 @@ mod tests {
     }
 
     #[test]
+    fn erase_removes_every_spelling_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"psFormat":"x","auths":{"https://index.docker.io/v1/":{"auth":"dTpw"},"http://localhost:5000/v2/":{"auth":"YTpi"},"localhost:5000":{"auth":"YTpi"},"other:1":{"auth":"bzpw"}}}"#,
+        )
+        .unwrap();
+        let mut c = DockerConfig::load(&path).unwrap();
+        assert!(c.erase("localhost:5000").unwrap());
+        assert!(!c.erase("localhost:5000").unwrap());
+        assert!(c.erase("docker.io").unwrap());
+        let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"psFormat":"x","auths":{"other:1":{"auth":"bzpw"}}})
+        );
+    }
+
+    #[test]
     fn auths_lookup_and_store() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
