@@ -179,6 +179,24 @@ impl LayerView {
         }
     }
 
+    /// Leaves every bar in its last state on screen (as Docker does) and
+    /// stops redrawing.
+    fn finish(&self) {
+        if let Some((_, bars)) = &self.live {
+            for b in bars.values().filter(|b| !b.is_finished()) {
+                b.abandon();
+            }
+            // indicatif leaves the cursor at the end of the last bar.
+            if !bars.is_empty() {
+                if self.to_stderr {
+                    eprintln!();
+                } else {
+                    println!();
+                }
+            }
+        }
+    }
+
     /// Shows a transient status (terminal only).
     fn status(&self, digest: &str, text: String) {
         if let Some((_, bars)) = &self.live
@@ -265,9 +283,7 @@ pub fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     let result = rt.block_on(kiln_build_engine::pull(
         &root, &args.name, &options, &client, &progress,
     ));
-    if let Some((mp, _)) = &view.lock().unwrap_or_else(|p| p.into_inner()).live {
-        let _ = mp.clear();
-    }
+    view.lock().unwrap_or_else(|p| p.into_inner()).finish();
     let result = result?;
     if !args.quiet {
         println!("Digest: {}", result.digest);
@@ -323,9 +339,7 @@ fn push_one(
         })
     };
     let result = rt.block_on(kiln_build_engine::push(root, name, client, &progress));
-    if let Some((mp, _)) = &view.lock().unwrap_or_else(|p| p.into_inner()).live {
-        let _ = mp.clear();
-    }
+    view.lock().unwrap_or_else(|p| p.into_inner()).finish();
     let result = result?;
     let line = format!(
         "{}: digest: {} size: {}",
