@@ -14,6 +14,11 @@ use crate::progress::{ProgressMode, render};
 
 /// `kiln build` arguments (docker build's names).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kiln build -t app:1 .
+  kiln build -t app:dev --target test --build-arg VERSION=2 -f docker/Dockerfile .
+  tar -c . | kiln build -t app -
+  kiln build --secret id=npm,src=$HOME/.npmrc -o type=oci,dest=app.tar .")]
 pub struct BuildArgs {
     /// Name and optionally a tag (`name:tag`); may be repeated.
     #[arg(short = 't', long = "tag")]
@@ -203,7 +208,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     request.tags = args.tags.clone();
     request.options = options;
 
-    let root = Root::open(&Root::default_dir())?;
+    let root = Root::open_configured()?;
     let push_root = root.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

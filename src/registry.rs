@@ -238,8 +238,8 @@ impl LayerView {
 
 /// Runs `kiln pull`.
 pub fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
-    let root = Root::open(&Root::default_dir())?;
-    let client = kiln_build_engine::registry_client()?;
+    let root = Root::open_configured()?;
+    let client = root.registry_client()?;
     let has_tag_or_digest = {
         let last = args.name.rsplit('/').next().unwrap_or(&args.name);
         last.contains(':') || args.name.contains('@')
@@ -359,8 +359,8 @@ fn push_one(
 
 /// Runs `kiln push`.
 pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
-    let root = Root::open(&Root::default_dir())?;
-    let client = kiln_build_engine::registry_client()?;
+    let root = Root::open_configured()?;
+    let client = root.registry_client()?;
     let has_tag = {
         let last = args.name.rsplit('/').next().unwrap_or(&args.name);
         last.contains(':') || args.name.contains('@')
@@ -378,7 +378,7 @@ pub fn push_after_build(root: &Root, names: &[String], quiet: bool) -> anyhow::R
     if names.is_empty() {
         bail!("--push needs a name: add -t NAME[:TAG]");
     }
-    let client = kiln_build_engine::registry_client()?;
+    let client = root.registry_client()?;
     let rt = runtime()?;
     for n in names {
         push_one(&rt, root, &client, n, quiet, true).with_context(|| format!("push {n}"))?;
@@ -455,7 +455,7 @@ pub fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     } else {
         password
     };
-    let client = kiln_build_engine::registry_client()?;
+    let client = kiln_build_engine::registry_client(&kiln_build_engine::Settings::load()?)?;
     let rt = runtime()?;
     let path = rt.block_on(kiln_build_engine::login(
         &client, &registry, &username, &password,
@@ -581,7 +581,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let (from_term, term) = split_term(&args.term);
     let registry =
         kiln_build_engine::registry_name(args.registry.as_deref().or(from_term.as_deref()));
-    let client = kiln_build_engine::registry_client()?;
+    let client = kiln_build_engine::registry_client(&kiln_build_engine::Settings::load()?)?;
     let rt = runtime()?;
     let results = rt.block_on(kiln_build_engine::search(
         &client, &registry, &term, args.limit,

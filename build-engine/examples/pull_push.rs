@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use kiln_build_engine::{
-    LayerStatus, PullEvent, PullOptions, PushEvent, PushStatus, Root, pull, push, registry_client,
+    LayerStatus, PullEvent, PullOptions, PushEvent, PushStatus, Root, pull, push,
 };
 
 #[tokio::main]
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: pull_push STATE_DIR FROM TO".into());
     };
     let root = Root::open(std::path::Path::new(dir))?;
-    let client = registry_client()?;
+    let client = root.registry_client()?;
     let pulled = pull(
         &root,
         from,

@@ -27,8 +27,8 @@
 //! registries ([`export_cache`], [`import_cache`]). Base images missing
 //! from the store are pulled with `kiln-registry-client` ([`pull_image`]);
 //! results can also be written as a directory, an OCI archive or a docker
-//! archive ([`Output`]). Snapshots and cache records are never garbage
-//! collected yet.
+//! archive ([`Output`]). Garbage collection of images, snapshots, the
+//! build cache and scratch space is in [`gc`].
 //!
 //! # Data flow
 //!
@@ -50,7 +50,7 @@
 //! ```no_run
 //! use kiln_build_engine::{BuildRequest, Builder, Root};
 //! # async fn demo() -> Result<(), kiln_build_engine::Error> {
-//! let root = Root::open(&Root::default_dir())?;
+//! let root = Root::open_configured()?;
 //! let result = Builder::new(root).build(BuildRequest::new("./app").tag("app:dev")).await?;
 //! println!("built {}", result.manifest_digest);
 //! # Ok(()) }
@@ -59,13 +59,16 @@
 mod builder;
 mod cache;
 mod config;
+pub mod containers;
 mod context;
 mod copy;
 mod dockerignore;
 mod error;
 mod exec;
 mod fsutil;
+pub mod gc;
 mod image;
+pub mod images;
 mod output;
 mod progress;
 mod pull;
@@ -74,6 +77,7 @@ mod registry;
 mod remote_cache;
 mod root;
 mod run;
+pub mod settings;
 mod snapshot;
 
 pub use builder::{
@@ -81,6 +85,7 @@ pub use builder::{
 };
 pub use cache::{CacheIndex, CacheInputs, CacheRecord, LayerRecord};
 pub use config::{ConfigChange, ImageConfig, expand_ports, resolve_workdir};
+pub use containers::{ContainerRecord, ContainerState};
 pub use context::{BuildContext, ContextEntry, DigestCache, EntryKind, unpack_context_tar};
 pub use dockerignore::DockerIgnore;
 pub use error::{Cause, Error, Result};
@@ -98,6 +103,7 @@ pub use registry::{login, logout, registry_client, registry_name, search};
 pub use remote_cache::{CACHE_CONFIG_MEDIA_TYPE, export_cache, import_cache};
 pub use root::Root;
 pub use run::{RunRequest, import_rootfs, run_image};
+pub use settings::Settings;
 pub use snapshot::{MergedView, Snapshots};
 
 pub use oci_spec;

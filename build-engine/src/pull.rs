@@ -137,7 +137,7 @@ fn parse_platform(s: &str) -> Result<Platform> {
 
 /// Pulls `reference` for the host platform into the store and tags it with
 /// its normalised name (what the builder does for a missing base image).
-/// `client`: `None` uses [`registry_client`](crate::registry_client).
+/// `client`: `None` uses [`Root::registry_client`] (from the settings).
 pub async fn pull_image(
     root: &Root,
     reference: &str,
@@ -147,7 +147,7 @@ pub async fn pull_image(
     let client = match client {
         Some(c) => c,
         None => {
-            owned = crate::registry::registry_client()?;
+            owned = root.registry_client()?;
             &owned
         }
     };
@@ -174,6 +174,8 @@ pub async fn pull(
     client: &Client,
     progress: &PullProgress,
 ) -> Result<PullResult> {
+    // Keeps `gc` away from the scratch and snapshot directories in use.
+    let _gc = crate::gc::BuildLock::shared(root)?;
     let r = Reference::parse(reference)
         .map_err(|e| img_err(reference, "invalid reference", Some(Box::new(e))))?;
     let platform = match &options.platform {

@@ -160,6 +160,8 @@ pub async fn push(
     client: &Client,
     progress: &PushProgress,
 ) -> Result<PushResult> {
+    // Blobs are read from the store while they upload: keep `gc` away.
+    let _gc = crate::gc::BuildLock::shared(root)?;
     let target = Reference::parse(reference)
         .map_err(|e| img_err(reference, "invalid reference", Some(Box::new(e))))?;
     let name = ImageRef::parse(reference)

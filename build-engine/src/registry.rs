@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_registry_client::{Client, ClientConfig, Credentials, DockerConfig, SearchResult};
+use kiln_registry_client::{Client, Credentials, DockerConfig, SearchResult};
+
+use crate::settings::Settings;
 
 use crate::error::{Error, Result};
 
@@ -50,12 +52,14 @@ fn ca_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The registry client every engine operation uses (pull, push, build base
-/// images, login, search): credentials from Docker's `config.json`, CA
-/// certificates from the `certs.d` directories, up to four blobs at once.
-/// Registry settings (mirrors, insecure registries) plug in here.
-pub fn registry_client() -> Result<Client> {
-    let mut config = ClientConfig::default();
-    config.max_concurrent_transfers = 4;
+/// images, cache import/export, login, search; [`Root::registry_client`]
+/// calls this): mirrors, insecure registries and transfer parallelism from
+/// `settings`, credentials from Docker's `config.json`, CA certificates
+/// from the `certs.d` directories.
+///
+/// [`Root::registry_client`]: crate::Root::registry_client
+pub fn registry_client(settings: &Settings) -> Result<Client> {
+    let mut config = settings.client_config();
     for dir in cert_dirs() {
         for f in ca_files(&dir) {
             let pem = std::fs::read(&f).map_err(|e| Error::io("read CA certificate", &f, e))?;

@@ -30,8 +30,8 @@ fn reg_err(reference: &str, message: &str, e: kiln_registry_client::Error) -> Er
     }
 }
 
-fn client(_reference: &str) -> Result<Client> {
-    crate::registry::registry_client()
+fn client(root: &Root, _reference: &str) -> Result<Client> {
+    root.registry_client()
 }
 
 /// Pushes `records` (and the layers they name) to `reference`.
@@ -40,7 +40,7 @@ pub async fn export_cache(
     records: &BTreeMap<String, CacheRecord>,
     reference: &str,
 ) -> Result<()> {
-    let c = client(reference)?;
+    let c = client(root, reference)?;
     let r = Reference::parse(reference).map_err(|e| reg_err(reference, "invalid reference", e))?;
     let config = serde_json::to_vec(&json!({ "records": records })).map_err(|e| Error::Json {
         what: "cache config".into(),
@@ -87,7 +87,7 @@ pub async fn export_cache(
 /// is not known locally are added, with their layer blobs. Returns how many
 /// records were imported.
 pub async fn import_cache(root: &Root, reference: &str) -> Result<usize> {
-    let c = client(reference)?;
+    let c = client(root, reference)?;
     let r = Reference::parse(reference).map_err(|e| reg_err(reference, "invalid reference", e))?;
     let m = c
         .pull_manifest(&r)
