@@ -38,6 +38,9 @@ pub struct PullArgs {
 kiln push localhost:5000/team/app:1.0"
 )]
 pub struct PushArgs {
+    /// Push every tag of the repository in the local store.
+    #[arg(short = 'a', long)]
+    all_tags: bool,
     /// Print only the pushed name.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -82,6 +85,9 @@ pub struct SearchArgs {
     /// Do not truncate descriptions.
     #[arg(long)]
     no_trunc: bool,
+    /// Filter: `stars=N` (at least N stars), `is-official=true|false`.
+    #[arg(short = 'f', long = "filter")]
+    filters: Vec<String>,
     /// Go-template-like format: `{{.Name}}`, `{{.Description}}`,
     /// `{{.StarCount}}`, `{{.IsOfficial}}`; a `table ` prefix adds a header.
     #[arg(long)]
@@ -365,10 +371,16 @@ pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         let last = args.name.rsplit('/').next().unwrap_or(&args.name);
         last.contains(':') || args.name.contains('@')
     };
+    let rt = runtime()?;
+    if args.all_tags {
+        for name in kiln_build_engine::repository_tags(&root, &args.name)? {
+            push_one(&rt, &root, &client, &name, args.quiet, false)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if !has_tag && !args.quiet {
         println!("Using default tag: latest");
     }
-    let rt = runtime()?;
     push_one(&rt, &root, &client, &args.name, args.quiet, false)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -583,9 +595,31 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         kiln_build_engine::registry_name(args.registry.as_deref().or(from_term.as_deref()));
     let client = kiln_build_engine::registry_client(&kiln_build_engine::Settings::load()?)?;
     let rt = runtime()?;
-    let results = rt.block_on(kiln_build_engine::search(
-        &client, &registry, &term, args.limit,
-    ))?;
+    let mut min_stars = 0u64;
+    let mut official = None;
+    for f in &args.filters {
+        match f.split_once('=') {
+            Some(("stars", n)) => {
+                min_stars = n
+                    .parse()
+                    .with_context(|| format!("--filter {f:?}: stars needs a number"))?;
+            }
+            Some(("is-official", v)) => {
+                official =
+                    Some(v.parse::<bool>().with_context(|| {
+                        format!("--filter {f:?}: is-official needs true or false")
+                    })?);
+            }
+            _ => bail!("--filter {f:?}: supported filters are stars=N and is-official=true|false"),
+        }
+    }
+    let results: Vec<SearchResult> = rt
+        .block_on(kiln_build_engine::search(
+            &client, &registry, &term, args.limit,
+        ))?
+        .into_iter()
+        .filter(|r| r.stars >= min_stars && official.is_none_or(|o| r.official == o))
+        .collect();
     print!(
         "{}",
         render_search(&results, args.no_trunc, args.format.as_deref())

@@ -98,7 +98,9 @@ pub use pull::{
     LayerStatus, PullEvent, PullOptions, PullProgress, PullResult, no_pull_progress, pull,
     pull_image,
 };
-pub use push::{PushEvent, PushProgress, PushResult, PushStatus, blob_sources, push};
+pub use push::{
+    PushEvent, PushProgress, PushResult, PushStatus, blob_sources, push, repository_tags,
+};
 pub use registry::{login, logout, registry_client, registry_name, search};
 pub use remote_cache::{CACHE_CONFIG_MEDIA_TYPE, export_cache, import_cache};
 pub use root::Root;

@@ -149,6 +149,45 @@ fn mount_source(root: &Root, digest: &str, target: &Reference) -> Option<String>
         .find(|repo| repo != target.repository())
 }
 
+/// The tagged names in the store of repository `name` (`NAME` without tag
+/// or digest), normalised and sorted: what `kiln push --all-tags` pushes.
+pub fn repository_tags(root: &Root, name: &str) -> Result<Vec<String>> {
+    let want = ImageRef::parse(name).map_err(|m| img_err(name, m, None))?;
+    if want.digest.is_some() || name.rsplit('/').next().is_some_and(|l| l.contains(':')) {
+        return Err(img_err(
+            name,
+            "a tag or digest cannot be used with --all-tags",
+            None,
+        ));
+    }
+    let entries = root
+        .store()
+        .list()
+        .map_err(|e| Error::step("list the images in the store", e))?;
+    let mut tags: Vec<String> = entries
+        .into_iter()
+        .filter_map(|e| e.name)
+        .filter(|n| {
+            ImageRef::parse(n).is_ok_and(|r| {
+                r.registry == want.registry
+                    && r.repository == want.repository
+                    && r.digest.is_none()
+                    && r.tag.is_some()
+            })
+        })
+        .collect();
+    tags.sort();
+    tags.dedup();
+    if tags.is_empty() {
+        return Err(img_err(
+            name,
+            "no tags of this repository in the local store",
+            None,
+        ));
+    }
+    Ok(tags)
+}
+
 /// Pushes the image the store holds as `reference` (`NAME[:TAG]`; `latest`
 /// when no tag is given) to its registry: blobs the repository has are
 /// skipped, blobs another repository of the registry has are mounted, the

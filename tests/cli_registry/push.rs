@@ -86,6 +86,22 @@ fn push_uploads_mounts_and_skips_and_skopeo_reads_the_result() {
         "{again}"
     );
 
+    // --all-tags pushes every tag of the repository in the store.
+    let v2 = format!("{}/team/app:v2", reg.addr());
+    env.ok(&["tag", &app, &v2]);
+    let all = env.ok(&["push", "--all-tags", &format!("{}/team/app", reg.addr())]);
+    assert!(
+        all.contains(&format!("v1: digest: {local} size: {size}")),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("v2: digest: {local} size: {size}")),
+        "{all}"
+    );
+    assert_eq!(skopeo_inspect(&reg, &v2)["Digest"], local.as_str());
+    let bad = env.kiln(&["push", "-a", &app]);
+    assert_eq!(bad.status.code(), Some(125), "{}", text(&bad));
+
     // A name the store does not have.
     let missing = env.kiln(&["push", &format!("{}/team/nope:1", reg.addr())]);
     assert_eq!(missing.status.code(), Some(125), "{}", text(&missing));

@@ -42,6 +42,31 @@ fn search_filters_the_catalog() {
     assert_eq!(out, format!("{}/library/busybox|0\n", reg.addr()));
     let none = env.ok(&["search", "--format", "{{.Name}}", "zzz", reg.addr()]);
     assert_eq!(none, "");
+    // Filters: a catalog has no official images and no stars.
+    let official = env.ok(&[
+        "search",
+        "-f",
+        "is-official=true",
+        "--format",
+        "{{.Name}}",
+        "busy",
+        reg.addr(),
+    ]);
+    assert_eq!(official, "");
+    let any = env.ok(&[
+        "search",
+        "-f",
+        "stars=0",
+        "-f",
+        "is-official=false",
+        "--format",
+        "{{.Name}}",
+        "busy",
+        reg.addr(),
+    ]);
+    assert_eq!(any.lines().count(), 2, "{any}");
+    let bad = env.kiln(&["search", "-f", "nope=1", "busy", reg.addr()]);
+    assert_eq!(bad.status.code(), Some(125), "{}", text(&bad));
 }
 
 #[test]
