@@ -10,6 +10,7 @@ mod dockerfile;
 mod images;
 mod info;
 mod progress;
+mod registry;
 mod run;
 mod system;
 
@@ -37,6 +38,16 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
+    /// Download an image from a registry, ready to run.
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry.
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials shared with Docker's config.json).
+    Login(registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(registry::LogoutArgs),
+    /// Search a registry for images.
+    Search(registry::SearchArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Manage images (ls, rm, tag, history, inspect, save, load, import, prune).
@@ -137,6 +148,11 @@ fn main() -> ExitCode {
         Command::Dockerfile(cmd) => dockerfile::run(cmd),
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::Pull(args) => registry::pull(args),
+        Command::Push(args) => registry::push(args),
+        Command::Login(args) => registry::login(args),
+        Command::Logout(args) => registry::logout(args),
+        Command::Search(args) => registry::search(args),
         Command::Completion(args) => completion::run(args),
         Command::Info(args) => info::run(args),
         Command::System(cmd) => system::run_system(cmd),

@@ -90,6 +90,17 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// A registry refused or failed an account operation (login, search).
+    #[error("registry {registry}: {message}")]
+    Registry {
+        /// The registry (`docker.io`, `localhost:5000`).
+        registry: String,
+        /// What went wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A JSON document (config, manifest, cache record) is malformed.
     #[error("{what}: invalid JSON")]
     Json {
