@@ -617,6 +617,10 @@ pub enum ContainerCommand {
     Rm(RmArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
+    /// Create a new container from an image without starting it.
+    Create(crate::run::CreateArgs),
+    /// Run a command in a new container.
+    Run(crate::run::RunArgs),
     /// Rename a container.
     Rename(RenameArgs),
     /// Inspect changes to files or directories on a container's filesystem.
@@ -644,6 +648,8 @@ pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
         ContainerCommand::Inspect(a) => inspect(a),
         ContainerCommand::Rm(a) => rm(a),
         ContainerCommand::Prune(a) => prune(a),
+        ContainerCommand::Create(a) => crate::run::create(a),
+        ContainerCommand::Run(a) => crate::run::run(a),
         ContainerCommand::Rename(a) => rename(a),
         ContainerCommand::Diff(a) => diff(a),
         ContainerCommand::Start(a) => start(a),

@@ -95,6 +95,8 @@ enum Command {
     Commit(containers::CommitArgs),
     /// Run a command in a running container.
     Exec(containers::ExecArgs),
+    /// Create a new container from an image without starting it.
+    Create(run::CreateArgs),
     /// Rename a container.
     Rename(containers::RenameArgs),
     /// Inspect changes to files or directories on a container's filesystem.
@@ -169,6 +171,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => containers::monitor(args),
         Command::Container(cmd) => containers::run_container(cmd),
         Command::Rename(args) => containers::rename(args),
+        Command::Create(args) => run::create(args),
         Command::Diff(args) => containers::diff(args),
         Command::Images(args) => images::run_images(args),
         Command::Image(cmd) => images::run_image(cmd),

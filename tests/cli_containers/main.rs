@@ -326,6 +326,30 @@ fn start_attach_reruns_on_the_kept_layer_and_returns_the_exit_code() {
 }
 
 #[test]
+fn create_then_start_attached() {
+    let out = kiln(&[
+        "create",
+        "--name",
+        "cr",
+        "-e",
+        "X=1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x=$X; exit 3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).trim().len(), 64);
+    let row = row_of("cr", true).unwrap();
+    assert_eq!(row[4], "Created", "{row:?}");
+    assert!(row_of("cr", false).is_none());
+    let out = kiln(&["start", "-a", "cr"]);
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    assert_eq!(stdout(&out), "x=1\n");
+    assert!(kiln(&["container", "rm", "cr"]).status.success());
+}
+
+#[test]
 fn logs_keep_both_streams_with_timestamps_and_tail() {
     let out = kiln(&[
         "run",
