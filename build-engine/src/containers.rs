@@ -501,6 +501,9 @@ fn reserve_name(root: &Root, name: &str, id: &str) -> Result<bool> {
 /// Creates a container from `req` (state `created`): resolves the image,
 /// records the options, reserves the name and makes its directories.
 pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
+    // Until the record exists, nothing tells a collection that the image
+    // is in use.
+    let _gc = crate::gc::BuildLock::shared(root)?;
     let image = resolve_local(root, &req.image)?;
     let config = image.config()?;
     let cfg = run_config(&config, req)?;
@@ -685,10 +688,12 @@ fn command_error(
 ) -> std::result::Result<Error, kiln_runtime_linux::Error> {
     match e {
         kiln_runtime_linux::Error::Exec { program, source } => {
-            let exit_code = match source.raw_os_error() {
-                Some(libc_enoent) if libc_enoent == 2 || libc_enoent == 20 => 127,
-                _ => 126,
-            };
+            // Docker: 127 when the command does not exist, 126 when it
+            // exists but cannot be executed.
+            let not_found = [nix::errno::Errno::ENOENT, nix::errno::Errno::ENOTDIR]
+                .iter()
+                .any(|e| source.raw_os_error() == Some(*e as i32));
+            let exit_code = if not_found { 127 } else { 126 };
             Ok(Error::ContainerCommand {
                 program,
                 exit_code,
@@ -743,10 +748,14 @@ pub fn run_attached_with(
             message: "is already running".into(),
         });
     }
+    // Snapshots being unpacked are not recorded anywhere yet: hold off
+    // collections meanwhile (the record protects them afterwards).
+    let gc_lock = crate::gc::BuildLock::shared(root)?;
     let image = resolve_local(root, &rec.image_digest)?;
     let mut lowers = root
         .snapshots()
         .ensure(root.store(), &image.layer_digests()?)?;
+    drop(gc_lock);
     if lowers.is_empty() {
         let empty = dir.join("empty");
         std::fs::create_dir_all(&empty).map_err(|e| Error::io("create directory", &empty, e))?;
@@ -1054,10 +1063,10 @@ pub fn stop(root: &Root, name_or_id: &str, timeout: Duration) -> Result<Containe
     wait(root, &rec.id, Some(Duration::from_secs(30)))
 }
 
-/// Signal numbers used here (Linux).
+/// Signal numbers used here.
 mod libc_signal {
-    pub const SIGTERM: i32 = 15;
-    pub const SIGKILL: i32 = 9;
+    pub const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
+    pub const SIGKILL: i32 = nix::sys::signal::Signal::SIGKILL as i32;
 }
 
 /// Deletes a container's directory and name reservation.
@@ -1245,6 +1254,8 @@ pub fn diff(root: &Root, name_or_id: &str) -> Result<Vec<(char, String)>> {
 /// A running container is committed as it is at that moment, with its
 /// processes stopped meanwhile when `options.pause` is set.
 pub fn commit(root: &Root, name_or_id: &str, options: &CommitOptions) -> Result<Committed> {
+    // The new layer blob is unreferenced until the image is stored.
+    let _gc = crate::gc::BuildLock::shared(root)?;
     let rec = lookup(root, name_or_id)?;
     let image = resolve_local(root, &rec.image_digest)?;
     let mut config = image.config()?;
