@@ -463,6 +463,13 @@ pub struct LogsArgs {
     /// Number of lines to show from the end of the logs (`all` for all).
     #[arg(short = 'n', long, default_value = "all")]
     tail: String,
+    /// Show logs since a timestamp (`2026-01-02T15:04:05Z`) or a relative
+    /// time (`42m`, `1h30m`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a timestamp or a relative time.
+    #[arg(long)]
+    until: Option<String>,
     /// The container.
     container: String,
 }
@@ -478,7 +485,14 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--tail {n}: not a number"))?,
         ),
     };
+    let since = args.since.as_deref().map(log_time).transpose()?;
+    let until = args.until.as_deref().map(log_time).transpose()?;
+    let in_window = |e: &containers::LogEntry| {
+        since.as_ref().is_none_or(|s| e.time.as_str() >= s.as_str())
+            && until.as_ref().is_none_or(|u| e.time.as_str() < u.as_str())
+    };
     let (mut entries, mut offset) = containers::read_log(&root, &c.id, 0)?;
+    entries.retain(|e| in_window(e));
     if let Some(n) = tail {
         let skip = entries.len().saturating_sub(n);
         entries.drain(..skip);
@@ -506,7 +520,8 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
             let running = containers::lookup(&root, &c.id)
                 .map(|r| r.effective_state() == ContainerState::Running)
                 .unwrap_or(false);
-            let (more, next) = containers::read_log(&root, &c.id, offset)?;
+            let (mut more, next) = containers::read_log(&root, &c.id, offset)?;
+            more.retain(|e| in_window(e));
             offset = next;
             print(&more)?;
             if more.is_empty() && !running {
@@ -516,6 +531,23 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `--since`/`--until` value as a log timestamp (RFC 3339, nanoseconds,
+/// UTC, the form the log's entries have, so that they compare as text).
+fn log_time(s: &str) -> anyhow::Result<String> {
+    let t = match humantime::parse_duration(s) {
+        Ok(ago) => std::time::SystemTime::now()
+            .checked_sub(ago)
+            .context("--since/--until: too far in the past")?,
+        Err(_) => match s.parse::<i64>() {
+            // Unix seconds, as Docker also takes.
+            Ok(secs) => std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64),
+            Err(_) => humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+                .with_context(|| format!("invalid time {s:?} (use 2026-01-02T15:04:05Z or 10m)"))?,
+        },
+    };
+    Ok(humantime::format_rfc3339_nanos(t).to_string())
 }
 
 /// `kiln commit` arguments.

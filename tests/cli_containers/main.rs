@@ -379,6 +379,22 @@ fn logs_keep_both_streams_with_timestamps_and_tail() {
         );
         assert!(rest == "one" || rest == "three");
     }
+    // --since/--until select by time.
+    let out = kiln(&["logs", "--since", "10m", "logs-both"]);
+    assert_eq!(stdout(&out), "one\nthree\n", "{}", text(&out));
+    let out = kiln(&["logs", "--until", "10m", "logs-both"]);
+    assert_eq!(stdout(&out), "", "{}", text(&out));
+    let out = kiln(&[
+        "logs",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2999-01-01T00:00:00Z",
+        "logs-both",
+    ]);
+    assert_eq!(stdout(&out), "one\nthree\n", "{}", text(&out));
+    let out = kiln(&["logs", "--since", "yesterday-ish", "logs-both"]);
+    assert_eq!(code(&out), 125);
     // Docker's json-file format on disk.
     let id = kiln(&["ps", "-aq", "--no-trunc", "--filter", "name=logs-both"]);
     let id = stdout(&id).trim().to_string();
