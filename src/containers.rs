@@ -126,6 +126,46 @@ pub struct PsArgs {
     /// Show the latest created container (all states).
     #[arg(short = 'l', long)]
     latest: bool,
+    /// Output format: `table` (default) or `json` (one object per line,
+    /// Docker's fields).
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// A container's `docker ps` fields (`--format json`), keys sorted as
+/// Docker prints them.
+fn ps_fields(c: &ContainerRecord, now: i64, no_trunc: bool) -> serde_json::Value {
+    let command = c.config.args.join(" ");
+    let command = if no_trunc {
+        command
+    } else {
+        ellipsis(&command, 20)
+    };
+    let created = chrono_like(c.created);
+    serde_json::json!({
+        "Command": format!("{command:?}"),
+        "CreatedAt": created,
+        "ID": if no_trunc { c.id.as_str() } else { c.short_id() },
+        "Image": c.image,
+        "Labels": c.config.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        "LocalVolumes": "0",
+        "Mounts": c.config.volumes.iter().map(|v| v.target.clone()).collect::<Vec<_>>().join(","),
+        "Names": c.name,
+        "Networks": if c.config.host_network { "host" } else { "none" },
+        "Ports": "",
+        "RunningFor": format!("{} ago", human_duration(now - c.created)),
+        "Size": "0B",
+        "State": c.effective_state().as_str(),
+        "Status": status_text(c, now),
+    })
+}
+
+/// Go's `time.Time.String()` for a UTC time (`2026-01-02 15:04:05 +0000 UTC`),
+/// as `docker ps`'s CreatedAt.
+fn chrono_like(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} {} +0000 UTC", &s[..10], &s[11..19])
 }
 
 /// Runs `kiln ps`.
@@ -180,6 +220,17 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{id}")?;
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    match args.format.as_deref() {
+        None | Some("table") => {}
+        Some("json") => {
+            let mut out = std::io::stdout().lock();
+            for c in &list {
+                writeln!(out, "{}", ps_fields(c, now, args.no_trunc))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(other) => bail!("--format {other:?}: kiln ps supports table and json"),
     }
     let mut rows = vec![
         [

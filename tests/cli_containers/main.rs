@@ -237,6 +237,16 @@ fn ps_shows_docker_columns_before_and_after_exit() {
     let out = kiln(&["ps", "-q", "--filter", "name=ps-run"]);
     assert_eq!(stdout(&out).trim(), &id[..12]);
 
+    // --format json: Docker's fields, one object per line.
+    let out = kiln(&["ps", "--format", "json", "--filter", "name=ps-run"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["ID"], &id[..12]);
+    assert_eq!(v["Names"], "ps-run");
+    assert_eq!(v["State"], "running");
+    assert_eq!(v["Command"], "\"sleep 60\"");
+    assert!(v["Status"].as_str().unwrap().starts_with("Up "));
+    assert!(v["CreatedAt"].as_str().unwrap().ends_with(" +0000 UTC"));
+
     let out = kiln(&["kill", "ps-run"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = kiln(&["wait", "ps-run"]);
