@@ -392,6 +392,44 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kiln cp` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  kiln cp c1:/etc/passwd ./passwd\n  kiln cp c1:/var/log/. ./logs   # a directory's contents\n  kiln cp ./config.json c1:/etc/app/"
+)]
+pub struct CpArgs {
+    /// `CONTAINER:SRC_PATH` or a host path.
+    src: String,
+    /// `CONTAINER:DEST_PATH` or a host path.
+    dest: String,
+}
+
+/// Splits `CONTAINER:PATH` (a host path containing `/` before any `:`
+/// is a host path, as Docker decides).
+fn container_path(arg: &str) -> Option<(&str, &str)> {
+    let (c, p) = arg.split_once(':')?;
+    (!c.is_empty() && !c.contains('/')).then_some((c, p))
+}
+
+/// Runs `kiln cp`.
+pub fn cp(args: CpArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    if args.src == "-" || args.dest == "-" {
+        bail!("kiln cp does not stream tar archives (-); copy to or from a path");
+    }
+    match (container_path(&args.src), container_path(&args.dest)) {
+        (Some((c, p)), None) => {
+            containers::copy_from(&root, c, p, std::path::Path::new(&args.dest))?;
+        }
+        (None, Some((c, p))) => {
+            containers::copy_to(&root, c, std::path::Path::new(&args.src), p)?;
+        }
+        (Some(_), Some(_)) => bail!("copying between containers is not supported"),
+        (None, None) => bail!("must specify at least one container source (CONTAINER:PATH)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `kiln rename` arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  kiln rename elegant_agnesi web")]
@@ -706,6 +744,8 @@ pub enum ContainerCommand {
     Run(crate::run::RunArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// Copy files between a container and the host.
+    Cp(CpArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(DiffArgs),
     /// Start one or more stopped containers.
@@ -734,6 +774,7 @@ pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
         ContainerCommand::Create(a) => crate::run::create(a),
         ContainerCommand::Run(a) => crate::run::run(a),
         ContainerCommand::Rename(a) => rename(a),
+        ContainerCommand::Cp(a) => cp(a),
         ContainerCommand::Diff(a) => diff(a),
         ContainerCommand::Start(a) => start(a),
         ContainerCommand::Stop(a) => stop(a),

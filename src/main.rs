@@ -99,6 +99,8 @@ enum Command {
     Create(run::CreateArgs),
     /// Rename a container.
     Rename(containers::RenameArgs),
+    /// Copy files between a container and the host.
+    Cp(containers::CpArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(containers::DiffArgs),
     /// Manage containers (ls, inspect, prune, rm, logs, exec, commit, ...).
@@ -171,6 +173,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => containers::monitor(args),
         Command::Container(cmd) => containers::run_container(cmd),
         Command::Rename(args) => containers::rename(args),
+        Command::Cp(args) => containers::cp(args),
         Command::Create(args) => run::create(args),
         Command::Diff(args) => containers::diff(args),
         Command::Images(args) => images::run_images(args),

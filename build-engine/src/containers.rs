@@ -1581,6 +1581,207 @@ pub fn prune(root: &Root) -> Result<(Vec<ContainerRecord>, u64)> {
     Ok((removed, bytes))
 }
 
+// --- cp ----------------------------------------------------------------------
+
+/// The merged view of a container's file system: its upper dir over its
+/// image's layers (read without mounting; valid while it runs too).
+fn container_view(root: &Root, rec: &ContainerRecord) -> Result<crate::snapshot::MergedView> {
+    let image = resolve_local(root, &rec.image_digest)?;
+    let lowers = root
+        .snapshots()
+        .ensure(root.store(), &image.layer_digests()?)?;
+    let mut layers = vec![container_dir(root, &rec.id).join("upper")];
+    layers.extend(lowers);
+    Ok(crate::snapshot::MergedView::new(layers))
+}
+
+/// Resolves `path` in `view` as the kernel would inside the container,
+/// following symbolic links in every component but the last (at most 40),
+/// never above the root. Returns the relative path, or `None` when a
+/// component is missing.
+fn resolve_in_view(view: &crate::snapshot::MergedView, path: &str) -> Option<String> {
+    let mut todo: std::collections::VecDeque<String> = path.split('/').map(String::from).collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let last = todo.iter().all(|p| p.is_empty() || p == ".");
+        let mut candidate = done.clone();
+        candidate.push(part.clone());
+        let rel = candidate.join("/");
+        if last {
+            done = candidate;
+            break;
+        }
+        let real = view.lookup(&rel)?;
+        let md = std::fs::symlink_metadata(&real).ok()?;
+        if md.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&real).ok()?;
+            let target = target.to_string_lossy();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            for p in target.split('/').rev() {
+                todo.push_front(p.to_string());
+            }
+        } else {
+            done = candidate;
+        }
+    }
+    Some(done.join("/"))
+}
+
+fn cp_error(container: &str, message: String) -> Error {
+    Error::Container {
+        container: container.to_string(),
+        message,
+    }
+}
+
+/// `docker cp CONTAINER:SRC DEST`: copies a file or directory (recursively,
+/// `SRC/.` for a directory's contents) out of a container, running or not,
+/// into `dest` (into it when it is an existing directory). The copies are
+/// owned by the caller, as Docker's.
+pub fn copy_from(root: &Root, name_or_id: &str, src: &str, dest: &Path) -> Result<PathBuf> {
+    let rec = lookup(root, name_or_id)?;
+    let view = container_view(root, &rec)?;
+    let contents_only = src.ends_with("/.");
+    let rel = resolve_in_view(&view, src.trim_end_matches("/."))
+        .filter(|r| r.is_empty() || view.exists(r))
+        .ok_or_else(|| {
+            cp_error(
+                name_or_id,
+                format!("could not find the file {src} in the container"),
+            )
+        })?;
+    let base = Path::new(&rel)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "root".into());
+    let target = if dest.is_dir() && !contents_only {
+        dest.join(base)
+    } else {
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(Error::io(
+                "copy into",
+                parent,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        dest.to_path_buf()
+    };
+    view.copy_out(&rel, &target)?;
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    for entry in walkdir::WalkDir::new(&target).into_iter().flatten() {
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))
+            .map_err(|e| Error::io("chown", entry.path(), e))?;
+    }
+    Ok(target)
+}
+
+/// `docker cp SRC CONTAINER:DEST`: copies a host file or directory into a
+/// container that is not running (written into its upper layer, owned by
+/// root as Docker's default; parents that come from the image keep their
+/// attributes). Returns the path in the container.
+pub fn copy_to(root: &Root, name_or_id: &str, src: &Path, dest: &str) -> Result<String> {
+    let rec = lookup(root, name_or_id)?;
+    if rec.effective_state() == ContainerState::Running {
+        return Err(cp_error(
+            name_or_id,
+            "copying into a running container is not supported by kiln (stop it first)".into(),
+        ));
+    }
+    let md = std::fs::symlink_metadata(src).map_err(|e| Error::io("stat", src, e))?;
+    let view = container_view(root, &rec)?;
+    let contents_only = src.to_string_lossy().ends_with("/.");
+    let dest_rel = resolve_in_view(&view, dest).ok_or_else(|| {
+        cp_error(
+            name_or_id,
+            format!("no such directory for {dest} in the container"),
+        )
+    })?;
+    // Into an existing directory, or as the named path.
+    let dest_is_dir = view
+        .lookup(&dest_rel)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.is_dir());
+    let rel = if dest_is_dir && !contents_only {
+        let name = src
+            .file_name()
+            .ok_or_else(|| cp_error(name_or_id, format!("{} has no file name", src.display())))?;
+        let joined = Path::new(&dest_rel).join(name);
+        joined.to_string_lossy().trim_start_matches('/').to_string()
+    } else {
+        dest_rel.clone()
+    };
+    let parent = Path::new(&rel)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !parent.is_empty() && !view.lookup(&parent).is_some_and(|p| p.is_dir()) {
+        return Err(cp_error(
+            name_or_id,
+            format!("no such directory /{parent} in the container"),
+        ));
+    }
+    // Parents from the image are created in the upper dir with their
+    // attributes, so the overlay merges them rather than replacing them.
+    let upper = container_dir(root, &rec.id).join("upper");
+    let mut prefix = PathBuf::new();
+    for comp in Path::new(&parent).components() {
+        prefix.push(comp);
+        let in_upper = upper.join(&prefix);
+        if std::fs::symlink_metadata(&in_upper).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        if let Some(real) = view.lookup(&prefix.to_string_lossy()) {
+            crate::copy::copy_node(&real, &in_upper, None)?;
+        }
+    }
+    let root_owned = crate::copy::CopyAttrs {
+        uid: Some(0),
+        gid: Some(0),
+        mode: None,
+    };
+    let target = upper.join(&rel);
+    // A path the container deleted is a whiteout (a 0/0 character device)
+    // in the upper dir: replace it; a directory put there must be opaque,
+    // or the image's old contents would show through again.
+    let was_whiteout = std::fs::symlink_metadata(&target).is_ok_and(|m| {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        m.file_type().is_char_device() && m.rdev() == 0
+    });
+    if was_whiteout {
+        std::fs::remove_file(&target).map_err(|e| Error::io("remove whiteout", &target, e))?;
+    }
+    if md.is_dir() {
+        crate::copy::copy_tree(src, &target, Some(&root_owned))?;
+        if was_whiteout {
+            xattr::set(&target, "trusted.overlay.opaque", b"y")
+                .map_err(|e| Error::io("mark opaque", &target, e))?;
+        }
+    } else {
+        crate::copy::copy_node(src, &target, Some(&root_owned))?;
+    }
+    Ok(format!("/{rel}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -847,3 +847,129 @@ fn signals_to_a_foreground_run_go_to_the_container() {
     assert!(row[4].starts_with("Exited (7)"), "{row:?}");
     assert!(kiln(&["rm", "sigp"]).status.success());
 }
+
+#[test]
+fn cp_copies_out_of_and_into_containers() {
+    let host = tempfile::tempdir().unwrap();
+    // Out of a stopped container: a file, a directory, a directory's contents.
+    let out = kiln(&[
+        "run",
+        "--name",
+        "cpo",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo one > /data/a && echo two > /data/sub/b && ln -s /data /link && rm /etc/group",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let h = |p: &str| host.path().join(p);
+    let hs = |p: &str| h(p).to_str().unwrap().to_string();
+    assert!(kiln(&["cp", "cpo:/data/a", &hs("a.txt")]).status.success());
+    assert_eq!(std::fs::read_to_string(h("a.txt")).unwrap(), "one\n");
+    assert!(kiln(&["cp", "cpo:/data", &hs("")]).status.success());
+    assert_eq!(std::fs::read_to_string(h("data/sub/b")).unwrap(), "two\n");
+    std::fs::create_dir(h("contents")).unwrap();
+    assert!(
+        kiln(&["cp", "cpo:/data/.", &hs("contents")])
+            .status
+            .success()
+    );
+    assert!(h("contents/a").exists() && h("contents/sub/b").exists());
+    // A symlinked directory in the path is followed inside the container.
+    assert!(
+        kiln(&["cp", "cpo:/link/sub/b", &hs("via-link")])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read_to_string(h("via-link")).unwrap(), "two\n");
+    // A file the container deleted is gone; one from the image is there.
+    let out = kiln(&["cp", "cpo:/etc/group", &hs("group")]);
+    assert_eq!(code(&out), 125, "{}", text(&out));
+    assert!(
+        kiln(&["cp", "cpo:/etc/passwd", &hs("passwd")])
+            .status
+            .success()
+    );
+    assert!(
+        std::fs::read_to_string(h("passwd"))
+            .unwrap()
+            .starts_with("root:")
+    );
+
+    // A directory the container deleted comes back with only the copied
+    // contents (an opaque directory in the upper layer).
+    let out = kiln(&[
+        "run",
+        "--name",
+        "cpw",
+        "busybox",
+        "sh",
+        "-c",
+        "rm -rf /usr/sbin",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::create_dir(h("sbin-new")).unwrap();
+    std::fs::write(h("sbin-new/only"), "x").unwrap();
+    let out = kiln(&["cp", &hs("sbin-new"), "cpw:/usr/sbin"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(kiln(&["commit", "cpw", "img-cpw"]).status.success());
+    let out = kiln(&["run", "--rm", "img-cpw", "ls", "/usr/sbin"]);
+    assert_eq!(stdout(&out), "only\n", "{}", text(&out));
+
+    // Into a created container: the process sees the files.
+    std::fs::write(h("in.txt"), "copied in\n").unwrap();
+    std::fs::create_dir(h("etc-new")).unwrap();
+    std::fs::write(h("etc-new/only"), "x").unwrap();
+    let out = kiln(&[
+        "create",
+        "--name",
+        "cpi",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /tmp/in.txt /in2.txt; ls /etc/new",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(kiln(&["cp", &hs("in.txt"), "cpi:/tmp/"]).status.success());
+    assert!(
+        kiln(&["cp", &hs("in.txt"), "cpi:/in2.txt"])
+            .status
+            .success()
+    );
+    assert!(
+        kiln(&["cp", &hs("etc-new"), "cpi:/etc/new"])
+            .status
+            .success()
+    );
+    let out = kiln(&["start", "-a", "cpi"]);
+    assert_eq!(
+        stdout(&out),
+        "copied in\ncopied in\nonly\n",
+        "{}",
+        text(&out)
+    );
+    // A running container: copying out works, copying in is refused.
+    let out = kiln(&[
+        "run",
+        "-d",
+        "--name",
+        "cpr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo live > /live; sleep 60",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until("the file", || {
+        kiln(&["cp", "cpr:/live", &hs("live")]).status.success()
+    });
+    assert_eq!(std::fs::read_to_string(h("live")).unwrap(), "live\n");
+    let out = kiln(&["cp", &hs("in.txt"), "cpr:/tmp/"]);
+    assert_eq!(code(&out), 125);
+    assert!(stderr(&out).contains("running"), "{}", text(&out));
+    assert!(
+        kiln(&["rm", "-f", "cpo", "cpi", "cpr", "cpw"])
+            .status
+            .success()
+    );
+}
