@@ -1023,6 +1023,7 @@ pub struct LoadedImage {
 /// style, plain, gzip or zstd) and tags its images with their normalised
 /// names.
 pub fn load_images(root: &Root, reader: impl Read) -> Result<Vec<LoadedImage>> {
+    let reader = refuse_unknown_compression(reader, "image archive")?;
     let rename = |n: &str| normalize_name(n).unwrap_or_else(|_| n.to_owned());
     let loaded: Vec<LayersLoaded> = docker_load_named(root.store(), reader, &rename)
         .map_err(|e| Error::step("load docker archive", e))?;
@@ -1154,6 +1155,30 @@ fn parse_platform(p: &str) -> Result<(String, String, Option<String>)> {
     }
 }
 
+/// Fails with a clear message for compressions Docker accepts but kiln
+/// does not decode (xz, bzip2), instead of a tar error further on.
+fn refuse_unknown_compression<R: Read>(reader: R, what: &str) -> Result<std::io::BufReader<R>> {
+    use std::io::BufRead;
+    let mut buf = std::io::BufReader::with_capacity(256 * 1024, reader);
+    let head = buf
+        .fill_buf()
+        .map_err(|e| Error::step(format!("read {what}"), e))?;
+    let name = if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz")
+    } else if head.starts_with(b"BZh") {
+        Some("bzip2")
+    } else {
+        None
+    };
+    match name {
+        Some(n) => Err(Error::Unsupported {
+            line: 0,
+            feature: format!("a {n}-compressed {what} (decompress it first, or use gzip or zstd)"),
+        }),
+        None => Ok(buf),
+    }
+}
+
 /// `docker import`: a root filesystem tarball (plain, gzip or zstd) as a
 /// one-layer image with `req`'s changes applied.
 pub fn import_image(root: &Root, reader: impl Read, req: &ImportRequest) -> Result<ImportedImage> {
@@ -1166,6 +1191,7 @@ pub fn import_image(root: &Root, reader: impl Read, req: &ImportRequest) -> Resu
     for c in &req.changes {
         apply_change(&mut config, c)?;
     }
+    let reader = refuse_unknown_compression(reader, "tarball")?;
     let (layer, diff_id) = import_rootfs_layer(root.store(), reader, Compression::Gzip)
         .map_err(|e| Error::step(format!("import {}", req.source), e))?;
     config.push_diff_id(&diff_id.to_string());
@@ -1458,6 +1484,23 @@ mod tests {
                     .has_blob(&parse_digest(b).unwrap_or_else(|e| panic!("{e}")))
             );
         }
+    }
+
+    #[test]
+    fn xz_and_bzip2_are_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let xz = [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0];
+        let e = import_image(&root, &xz[..], &ImportRequest::new("-"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("xz-compressed tarball"), "{e}");
+        let e = load_images(&root, &b"BZh91AY"[..])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("bzip2-compressed image archive"), "{e}");
     }
 
     #[test]
