@@ -202,11 +202,16 @@ fn tabwrite(lines: &[String]) -> String {
 /// Prints rows with `format`: `table ...` (header + aligned columns), `json`
 /// (`{{json .}}` per row), or a plain template per row. `headers` maps
 /// field names to column titles.
-fn print_rows(format: &str, rows: &[Value], headers: &[(&str, &str)]) -> anyhow::Result<()> {
+fn print_rows(
+    format: &str,
+    default_table: &str,
+    rows: &[Value],
+    headers: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let (table, body) = match format.strip_prefix("table") {
-        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
-            (true, rest.trim_start())
-        }
+        // A bare `table` is the command's default table, as in Docker.
+        Some(rest) if rest.trim().is_empty() => (true, default_table),
+        Some(rest) if rest.starts_with(char::is_whitespace) => (true, rest.trim_start()),
         _ => (false, format),
     };
     let body = if body == "json" { "{{json .}}" } else { body };
@@ -349,16 +354,17 @@ pub fn run_images(args: ImagesArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .flat_map(|i| image_rows(i, args.no_trunc))
         .collect();
+    let default = if args.digests {
+        "{{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
     let format = if args.quiet {
         "{{.ID}}".to_owned()
-    } else if let Some(f) = &args.format {
-        f.clone()
-    } else if args.digests {
-        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
     } else {
-        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
+        args.format.clone().unwrap_or_else(|| "table".into())
     };
-    print_rows(&format, &rows, IMAGE_HEADERS)?;
+    print_rows(&format, default, &rows, IMAGE_HEADERS)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -559,12 +565,11 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let format = if args.quiet {
         "{{.ID}}".to_owned()
     } else {
-        args.format.clone().unwrap_or_else(|| {
-            "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}".into()
-        })
+        args.format.clone().unwrap_or_else(|| "table".into())
     };
     print_rows(
         &format,
+        "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
         &rows,
         &[
             ("ID", "IMAGE"),
