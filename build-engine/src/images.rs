@@ -1487,6 +1487,57 @@ mod tests {
     }
 
     #[test]
+    fn image_indexes_list_as_their_host_platform_image() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let img = import_image(&root, &tiny_tar()[..], &ImportRequest::new("-"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Only the import's untagged entry: replace it by an index over it,
+        // as a multi-platform pull records images.
+        root.store()
+            .delete(&img.manifest_digest)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let size = root
+            .store()
+            .resolve(&img.manifest_digest)
+            .map(|d| d.size())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000", "size": 1, "platform": {"os": "linux", "architecture": "other"}},
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.manifest_digest, "size": size, "platform": {"os": HOST_OS, "architecture": HOST_ARCH}},
+            ],
+        });
+        let desc = root
+            .store()
+            .put_bytes(
+                kiln_image_layers::oci_spec::image::MediaType::ImageIndex,
+                &serde_json::to_vec(&index).unwrap_or_default(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        root.store()
+            .tag("docker.io/library/multi:1", &desc)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let list = list_images(&root).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, img.id);
+        assert_eq!(list[0].manifest_digest, desc.digest().to_string());
+        assert_eq!(list[0].familiar_tags(), ["multi:1"]);
+        let h = history(&root, "multi:1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].id.as_deref(), Some(img.id.as_str()));
+        let i = inspect(&root, &img.id[7..15]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(i.repo_tags, ["multi:1"]);
+        // Removing it takes the index, the platform manifest, config and layer.
+        let ev = remove_image(&root, "multi:1", false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ev[0], RemoveEvent::Untagged("multi:1".into()));
+        let left = root.store().blobs().unwrap_or_else(|e| panic!("{e}"));
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
     fn xz_and_bzip2_are_refused_by_name() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
