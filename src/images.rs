@@ -449,7 +449,8 @@ pub fn run_rmi(args: RmiArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kiln image prune
-  kiln image prune -a -f")]
+  kiln image prune -a -f --filter until=24h
+  kiln image prune -a --filter label=stage=build")]
 pub struct PruneArgs {
     /// Remove all images no container uses, not just dangling ones.
     #[arg(short = 'a', long)]
@@ -457,10 +458,21 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation.
     #[arg(short = 'f', long)]
     force: bool,
+    /// Provide filter values (`until=24h`, `until=2024-01-01T00:00:00Z`,
+    /// `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`).
+    #[arg(long = "filter")]
+    filter: Vec<String>,
 }
 
 /// `kiln image prune`.
 pub fn run_prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let mut filters = Vec::new();
+    for f in &args.filter {
+        match images::PruneFilter::parse(f, now()) {
+            Ok(f) => filters.push(f),
+            Err(e) => return fail_or_bail(e),
+        }
+    }
     if !args.force {
         let warning = if args.all {
             "WARNING! This will remove all images without at least one container associated to them."
@@ -477,7 +489,7 @@ pub fn run_prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let root = open_root()?;
-    let report = images::prune_images(&root, args.all)?;
+    let report = images::prune_images(&root, args.all, &filters)?;
     if !report.events.is_empty() {
         println!("Deleted Images:");
         print_events(&report.events, true)?;

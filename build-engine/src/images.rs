@@ -692,12 +692,133 @@ pub struct PruneReport {
     pub reclaimed: u64,
 }
 
-/// `docker image prune [-a]`: deletes dangling images, or with `all` every
-/// image no container uses.
-pub fn prune_images(root: &Root, all: bool) -> Result<PruneReport> {
+/// One `docker image prune --filter` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PruneFilter {
+    /// `until=TIME`: only images created before this (seconds since the
+    /// epoch).
+    Until(i64),
+    /// `label=KEY[=VALUE]` (`negate` false) or `label!=KEY[=VALUE]`.
+    Label {
+        /// The label's key.
+        key: String,
+        /// The value it must have, if given.
+        value: Option<String>,
+        /// `label!=`: images *without* the label (value) are pruned.
+        negate: bool,
+    },
+}
+
+/// Go's `time.ParseDuration` for the units Docker users write
+/// (`90s`, `30m`, `24h`, `1h30m`, `1.5h`).
+fn parse_go_duration(s: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += num * mult;
+        rest = &rest[u..];
+    }
+    Some(total)
+}
+
+impl PruneFilter {
+    /// Parses `until=...` (a Go duration before `now`, an RFC 3339 time, a
+    /// `YYYY-MM-DD` date or Unix seconds) or `label[!]=KEY[=VALUE]`.
+    pub fn parse(s: &str, now: i64) -> Result<PruneFilter> {
+        let bad = |m: String| Error::Filter { message: m };
+        if let Some(rest) = s.strip_prefix("label!=") {
+            let (key, value) = match rest.split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (rest.to_owned(), None),
+            };
+            return Ok(PruneFilter::Label {
+                key,
+                value,
+                negate: true,
+            });
+        }
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| bad(format!("bad format of filter (expected name=value): {s}")))?;
+        match k {
+            "until" => {
+                let t = if let Some(d) = parse_go_duration(v) {
+                    now - d as i64
+                } else if let Some(t) = parse_rfc3339(v) {
+                    t
+                } else if v.len() == 10 && v.as_bytes()[4] == b'-' {
+                    parse_rfc3339(&format!("{v}T00:00:00Z"))
+                        .ok_or_else(|| bad(format!("invalid until value {v:?}")))?
+                } else {
+                    v.split('.')
+                        .next()
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .ok_or_else(|| bad(format!("invalid until value {v:?}")))?
+                };
+                Ok(PruneFilter::Until(t))
+            }
+            "label" => Ok(match v.split_once('=') {
+                Some((k, v)) => PruneFilter::Label {
+                    key: k.to_owned(),
+                    value: Some(v.to_owned()),
+                    negate: false,
+                },
+                None => PruneFilter::Label {
+                    key: v.to_owned(),
+                    value: None,
+                    negate: false,
+                },
+            }),
+            other => Err(bad(format!("invalid filter '{other}'"))),
+        }
+    }
+
+    fn matches(&self, img: &ImageSummary) -> bool {
+        match self {
+            PruneFilter::Until(t) => img.created_unix.is_some_and(|c| c < *t),
+            PruneFilter::Label { key, value, negate } => {
+                let has = match (img.labels.get(key), value) {
+                    (Some(h), Some(w)) => h == w,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                has != *negate
+            }
+        }
+    }
+}
+
+/// `docker image prune [-a] [--filter ...]`: deletes dangling images, or
+/// with `all` every image no container uses, among those all `filters`
+/// select.
+pub fn prune_images(root: &Root, all: bool, filters: &[PruneFilter]) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     for img in list_images(root)? {
         if !all && !img.is_dangling() {
+            continue;
+        }
+        if !filters.iter().all(|f| f.matches(&img)) {
             continue;
         }
         if !containers_using(root, &img.manifest_digest)?.is_empty() {
@@ -1465,7 +1586,7 @@ mod tests {
             )
         );
         // prune -a skips it.
-        let report = prune_images(&root, true).unwrap_or_else(|e| panic!("{e}"));
+        let report = prune_images(&root, true, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert!(report.events.is_empty(), "{report:?}");
         // A running container: not even -f by ID.
         container(&root, &"b".repeat(64), &img, true);
@@ -1535,6 +1656,41 @@ mod tests {
         assert_eq!(ev[0], RemoveEvent::Untagged("multi:1".into()));
         let left = root.store().blobs().unwrap_or_else(|e| panic!("{e}"));
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn prune_filters_parse() {
+        let now = 1_000_000;
+        assert_eq!(
+            PruneFilter::parse("until=24h", now).ok(),
+            Some(PruneFilter::Until(now - 86_400))
+        );
+        assert_eq!(
+            PruneFilter::parse("until=1h30m", now).ok(),
+            Some(PruneFilter::Until(now - 5400))
+        );
+        assert_eq!(
+            PruneFilter::parse("until=1970-01-02", now).ok(),
+            Some(PruneFilter::Until(86_400))
+        );
+        assert_eq!(
+            PruneFilter::parse("until=2024-02-29T12:00:00Z", now).ok(),
+            Some(PruneFilter::Until(1_709_208_000))
+        );
+        assert_eq!(
+            PruneFilter::parse("until=12345", now).ok(),
+            Some(PruneFilter::Until(12345))
+        );
+        assert_eq!(
+            PruneFilter::parse("label!=a=b", now).ok(),
+            Some(PruneFilter::Label {
+                key: "a".into(),
+                value: Some("b".into()),
+                negate: true
+            })
+        );
+        assert!(PruneFilter::parse("until=soon", now).is_err());
+        assert!(PruneFilter::parse("dangling=true", now).is_err());
     }
 
     #[test]
