@@ -212,7 +212,9 @@ pub fn write_entries<W: Write>(
     out: W,
     options: &WriteOptions,
 ) -> Result<LayerInfo> {
-    write_with(out, options, Path::new(""), |tw| tw.write_source_entries(entries))
+    write_with(out, options, Path::new(""), |tw| {
+        tw.write_source_entries(entries)
+    })
 }
 
 impl Store {

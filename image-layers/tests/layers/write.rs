@@ -206,11 +206,35 @@ fn explicit_entries_get_the_metadata_given_and_missing_parents() -> TestResult {
     fs::write(&b, "old")?;
     let entries = vec![
         // Unsorted on purpose; the second entry for app/b wins.
-        SourceEntry::new("app/x/b", SourceKind::File(b.clone()), 0o600, (7, 8), (5, 0)),
+        SourceEntry::new(
+            "app/x/b",
+            SourceKind::File(b.clone()),
+            0o600,
+            (7, 8),
+            (5, 0),
+        ),
         SourceEntry::new("app", SourceKind::Dir, 0o750, (1, 2), (100, 5)),
-        SourceEntry::new("app/x/a", SourceKind::File(a.clone()), 0o644, (0, 0), (3, 0)),
-        SourceEntry::new("app/l", SourceKind::Symlink("x/a".into()), 0o777, (0, 0), (4, 0)),
-        SourceEntry::new("app/x/b", SourceKind::File(a.clone()), 0o640, (9, 9), (6, 0)),
+        SourceEntry::new(
+            "app/x/a",
+            SourceKind::File(a.clone()),
+            0o644,
+            (0, 0),
+            (3, 0),
+        ),
+        SourceEntry::new(
+            "app/l",
+            SourceKind::Symlink("x/a".into()),
+            0o777,
+            (0, 0),
+            (4, 0),
+        ),
+        SourceEntry::new(
+            "app/x/b",
+            SourceKind::File(a.clone()),
+            0o640,
+            (9, 9),
+            (6, 0),
+        ),
     ];
     let mut o = WriteOptions::with_compression(Compression::Zstd);
     o.threads = 2;
