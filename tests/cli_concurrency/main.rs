@@ -143,3 +143,74 @@ fn builds_while_tags_move_and_images_are_imported() {
     }
     assert_store_consistent();
 }
+
+/// A pull, two builds (one of them pulling its base) and a garbage
+/// collection, all at once on one state directory against the real
+/// registry: every one succeeds and the store stays consistent.
+#[test]
+fn pull_builds_and_prune_at_once() {
+    use kiln_testutil::registry::{Registry, RegistryConfig};
+    let registry = Registry::start(RegistryConfig::http())
+        .expect("start docker-registry (apt-get install docker-registry)");
+    let reg = registry.addr().to_string();
+    // Two images in the registry: a base with a few MB of layers, and a
+    // "big" image that is then removed locally so the pull must fetch it.
+    let base = format!("{reg}/conc/base:1");
+    let big = format!("{reg}/conc/big:1");
+    let ctx = context(
+        "FROM busybox\nARG W\nRUN dd if=/dev/urandom of=/data bs=1M count=4 && echo $W > /which\n",
+        &[],
+    );
+    for (tag, which) in [(&base, "base"), (&big, "big")] {
+        let arg = format!("W={which}");
+        support::build(tag, ctx.path(), &["--build-arg", &arg]);
+        let out = support::kiln(&["push", tag]);
+        assert!(out.status.success(), "push {tag}:\n{}", text(&out));
+        let out = support::kiln(&["rmi", tag]);
+        assert!(out.status.success(), "rmi {tag}:\n{}", text(&out));
+    }
+
+    let from_base = context(&format!("FROM {base}\nRUN cat /which > /seen\n"), &[]);
+    let local = context(
+        "FROM busybox\nRUN seq 1 1000 > /n\nCOPY . /ctx/\n",
+        &[("f", "x")],
+    );
+    let jobs: Vec<(String, Child)> = vec![
+        ("pull".into(), spawn(&["pull", &big])),
+        (
+            "build from the registry".into(),
+            spawn(&[
+                "build",
+                "--progress=plain",
+                "-t",
+                "conc:base",
+                from_base.path().to_str().unwrap(),
+            ]),
+        ),
+        (
+            "local build".into(),
+            spawn(&[
+                "build",
+                "--progress=plain",
+                "-t",
+                "conc:local",
+                local.path().to_str().unwrap(),
+            ]),
+        ),
+        ("prune".into(), spawn(&["system", "prune", "-f"])),
+        ("builder prune".into(), spawn(&["builder", "prune", "-f"])),
+    ];
+    for (what, child) in jobs {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{what} failed:\n{}", text(&out));
+    }
+    assert_store_consistent();
+    for (image, cmd, want) in [
+        (big.as_str(), "cat /which", "big\n"),
+        ("conc:base", "cat /seen", "base\n"),
+        ("conc:local", "tail -1 /n", "1000\n"),
+    ] {
+        let out = support::kiln(&["run", "--rm", image, "sh", "-c", cmd]);
+        assert_eq!(support::stdout(&out), want, "{image}: {}", text(&out));
+    }
+}
