@@ -430,6 +430,72 @@ pub fn cp(args: CpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kiln export` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  kiln export -o rootfs.tar c1\n  kiln export c1 | kiln import - flat:1"
+)]
+pub struct ExportArgs {
+    /// Write to a file instead of standard output.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// The container.
+    container: String,
+}
+
+/// Runs `kiln export`.
+pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let root = Root::open_configured()?;
+    match &args.output {
+        Some(path) => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
+                .with_context(|| format!("create {}", path.display()))?;
+            containers::export(&root, &args.container, tmp.as_file_mut())?;
+            tmp.persist(path)
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to write a tar archive to a terminal: use -o or redirect");
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            containers::export(&root, &args.container, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln restart` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln restart web\n  kiln restart -t 1 web db")]
+pub struct RestartArgs {
+    /// Seconds to wait after SIGTERM before killing.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    /// Containers to restart.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Runs `kiln restart`.
+pub fn restart(args: RestartArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    each(&args.containers, |n| {
+        let c = containers::lookup(&root, n)?;
+        containers::restart(
+            &root,
+            &c.id,
+            Duration::from_secs(args.time),
+            monitor_command(&root, &c.id)?,
+        )?;
+        println!("{n}");
+        Ok(())
+    })
+}
+
 /// `kiln rename` arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  kiln rename elegant_agnesi web")]
@@ -744,6 +810,10 @@ pub enum ContainerCommand {
     Run(crate::run::RunArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// Export a container's file system as a tar archive.
+    Export(ExportArgs),
+    /// Restart one or more containers.
+    Restart(RestartArgs),
     /// Copy files between a container and the host.
     Cp(CpArgs),
     /// Inspect changes to files or directories on a container's filesystem.
@@ -774,6 +844,8 @@ pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
         ContainerCommand::Create(a) => crate::run::create(a),
         ContainerCommand::Run(a) => crate::run::run(a),
         ContainerCommand::Rename(a) => rename(a),
+        ContainerCommand::Export(a) => export(a),
+        ContainerCommand::Restart(a) => restart(a),
         ContainerCommand::Cp(a) => cp(a),
         ContainerCommand::Diff(a) => diff(a),
         ContainerCommand::Start(a) => start(a),

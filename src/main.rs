@@ -99,6 +99,10 @@ enum Command {
     Create(run::CreateArgs),
     /// Rename a container.
     Rename(containers::RenameArgs),
+    /// Export a container's file system as a tar archive.
+    Export(containers::ExportArgs),
+    /// Restart one or more containers.
+    Restart(containers::RestartArgs),
     /// Copy files between a container and the host.
     Cp(containers::CpArgs),
     /// Inspect changes to files or directories on a container's filesystem.
@@ -173,6 +177,8 @@ fn main() -> ExitCode {
         Command::Monitor(args) => containers::monitor(args),
         Command::Container(cmd) => containers::run_container(cmd),
         Command::Rename(args) => containers::rename(args),
+        Command::Export(args) => containers::export(args),
+        Command::Restart(args) => containers::restart(args),
         Command::Cp(args) => containers::cp(args),
         Command::Create(args) => run::create(args),
         Command::Diff(args) => containers::diff(args),

@@ -739,8 +739,23 @@ pub fn run_attached_with(
         .write(true)
         .open(&lock_path)
         .map_err(|e| Error::io("open", &lock_path, e))?;
-    let locked = fs4::fs_std::FileExt::try_lock_exclusive(&lock)
-        .map_err(|e| Error::io("lock", &lock_path, e))?;
+    // The supervisor of a run that just ended holds the lock for a moment
+    // after recording the exit: give it that moment.
+    let mut locked = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if fs4::fs_std::FileExt::try_lock_exclusive(&lock)
+            .map_err(|e| Error::io("lock", &lock_path, e))?
+        {
+            locked = true;
+            break;
+        }
+        let running = read_record(&dir)?.corrected().state == ContainerState::Running;
+        if running || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut rec = read_record(&dir)?.corrected();
     if !locked || rec.state == ContainerState::Running {
         return Err(Error::Container {
@@ -1780,6 +1795,50 @@ pub fn copy_to(root: &Root, name_or_id: &str, src: &Path, dest: &str) -> Result<
         crate::copy::copy_node(src, &target, Some(&root_owned))?;
     }
     Ok(format!("/{rel}"))
+}
+
+// --- export, restart ---------------------------------------------------------
+
+/// `docker export`: the container's whole file system (its image's layers
+/// merged with its changes) as a plain tar written to `out`.
+///
+/// The merged tree is first copied to scratch space (no mount needed, so
+/// it works for running and stopped containers alike); device nodes are
+/// left out.
+pub fn export(root: &Root, name_or_id: &str, out: &mut dyn Write) -> Result<()> {
+    let _gc = crate::gc::BuildLock::shared(root)?;
+    let rec = lookup(root, name_or_id)?;
+    let view = container_view(root, &rec)?;
+    let tmp = root.tempdir("export-")?;
+    let tree = tmp.path().join("rootfs");
+    view.copy_out("", &tree)?;
+    let changes = ChangeSet::added_tree(&tree)
+        .map_err(|e| Error::step(format!("scan the file system of container {}", rec.name), e))?;
+    let mut opts = WriteOptions::default();
+    opts.compression = kiln_image_layers::Compression::None;
+    kiln_image_layers::write_layer(&changes, out, &opts).map_err(|e| {
+        Error::step(
+            format!("write the file system of container {}", rec.name),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// `docker restart`: stops the container if it runs (SIGTERM, SIGKILL
+/// after `timeout`) and starts it again in the background with
+/// `monitor_command` (see [`start_detached`]).
+pub fn restart(
+    root: &Root,
+    name_or_id: &str,
+    timeout: Duration,
+    monitor_command: std::process::Command,
+) -> Result<ContainerRecord> {
+    let rec = stop(root, name_or_id, timeout)?;
+    // The supervisor of the previous run releases the container's lock as
+    // it records the exit; wait for that before starting again.
+    let rec = wait(root, &rec.id, Some(Duration::from_secs(30)))?;
+    start_detached(root, &rec.id, monitor_command)
 }
 
 #[cfg(test)]

@@ -973,3 +973,73 @@ fn cp_copies_out_of_and_into_containers() {
             .success()
     );
 }
+
+#[test]
+fn export_and_restart() {
+    let out = kiln(&[
+        "run",
+        "--name",
+        "exp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo exported > /f; rm /bin/vi",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let tar_path = dir.path().join("fs.tar");
+    let out = kiln(&["export", "-o", tar_path.to_str().unwrap(), "exp"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut ar = tar::Archive::new(std::fs::File::open(&tar_path).unwrap());
+    let mut names = Vec::new();
+    let mut f_content = String::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        if p == "f" {
+            std::io::Read::read_to_string(&mut e, &mut f_content).unwrap();
+        }
+        names.push(p);
+    }
+    assert_eq!(f_content, "exported\n");
+    assert!(
+        names.iter().any(|n| n == "bin/busybox"),
+        "the image's files"
+    );
+    assert!(
+        !names.iter().any(|n| n == "bin/vi"),
+        "deleted files are not exported"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains(".wh.")),
+        "a flat tree, no whiteouts"
+    );
+
+    // restart: a running container is stopped and started again (its
+    // kept layer sees the first run's file).
+    let out = kiln(&[
+        "run",
+        "-d",
+        "--name",
+        "rst",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run >> /runs; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = kiln(&["restart", "-t", "5", "rst"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).trim(), "rst");
+    let row = row_of("rst", false).expect("running again");
+    assert!(row[4].starts_with("Up "), "{row:?}");
+    wait_until("the second run", || {
+        stdout(&kiln(&["exec", "rst", "cat", "/runs"])) == "run\nrun\n"
+    });
+    assert!(kiln(&["rm", "-f", "exp", "rst"]).status.success());
+}
