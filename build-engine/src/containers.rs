@@ -1,15 +1,29 @@
 //! Containers kept after `kiln run` (without `--rm`): their records, logs and
 //! writable layers under `<root>/containers/<id>/`, and what `docker ps`,
-//! `rm`, `start`, `logs`, `commit` and `exec` do with them, without a daemon.
+//! `create`, `start`, `stop`, `kill`, `wait`, `rm`, `rename`, `logs`,
+//! `diff`, `commit`, `cp`, `export`, `inspect` and `exec` do with them,
+//! without a daemon.
 //!
 //! Each container is a directory named by its 64-hex id holding
 //! `container.json` (a [`ContainerRecord`], always replaced atomically by
 //! write-to-temp + rename), `upper/` (the overlay upper dir: the
-//! container's changes to its image), `work/` (overlayfs scratch) and
+//! container's changes to its image), `work/` (overlayfs scratch),
 //! `container.log` (Docker's json-file log format, one JSON object per
-//! output chunk). A record whose state says running but whose process is
-//! gone (kiln was killed) reads as exited, so nothing depends on a
-//! process staying alive to clean up after itself.
+//! output line) and `lock` (held by the process running it). Names are
+//! reserved by exclusively created files in `<root>/containers/names/`.
+//!
+//! Nothing runs in the background unless the caller asks: [`run_attached`]
+//! runs a container in the calling process; [`start_detached`] spawns a
+//! supervisor process the caller provides (the CLI re-executes itself, as
+//! podman's conmon) that calls [`monitor`]. The pid of the supervisor (and
+//! of the container's first process) is in the record with its start time;
+//! a record whose state says running but whose supervisor is gone (kiln
+//! was killed, and the container with it) reads as exited, so nothing
+//! depends on a process staying alive to clean up after itself.
+//!
+//! Not done: pausing through the freezer cgroup (commit `-p` stops the
+//! processes with SIGSTOP), attaching to a detached container's standard
+//! input, copying into a running container, restart policies, ports.
 //!
 //! # Example
 //!
