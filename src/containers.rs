@@ -496,6 +496,44 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `kiln attach` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  kiln run -dit --name box busybox sh\n  kiln attach box\n  kiln attach --no-stdin web   # only follow the output"
+)]
+pub struct AttachArgs {
+    /// Do not attach standard input.
+    #[arg(long)]
+    no_stdin: bool,
+    /// The container.
+    container: String,
+}
+
+/// Runs `kiln attach`: the container's exit code becomes kiln's.
+pub fn attach(args: AttachArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    let c = containers::lookup(&root, &args.container)?;
+    let stdin: Option<Box<dyn std::io::Read + Send>> = if args.no_stdin {
+        None
+    } else {
+        Some(Box::new(std::io::stdin()))
+    };
+    let saved = if c.config.tty && !args.no_stdin {
+        crate::run::RawMode::enter()
+    } else {
+        None
+    };
+    let code = containers::attach(
+        &root,
+        &c.id,
+        stdin,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    );
+    drop(saved);
+    Ok(crate::run::exit_code(code?))
+}
+
 /// `kiln rename` arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  kiln rename elegant_agnesi web")]
@@ -810,6 +848,8 @@ pub enum ContainerCommand {
     Run(crate::run::RunArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// Attach to a running container's input and output.
+    Attach(AttachArgs),
     /// Export a container's file system as a tar archive.
     Export(ExportArgs),
     /// Restart one or more containers.
@@ -844,6 +884,7 @@ pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
         ContainerCommand::Create(a) => crate::run::create(a),
         ContainerCommand::Run(a) => crate::run::run(a),
         ContainerCommand::Rename(a) => rename(a),
+        ContainerCommand::Attach(a) => attach(a),
         ContainerCommand::Export(a) => export(a),
         ContainerCommand::Restart(a) => restart(a),
         ContainerCommand::Cp(a) => cp(a),

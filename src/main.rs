@@ -99,6 +99,8 @@ enum Command {
     Create(run::CreateArgs),
     /// Rename a container.
     Rename(containers::RenameArgs),
+    /// Attach to a running container's input and output.
+    Attach(containers::AttachArgs),
     /// Export a container's file system as a tar archive.
     Export(containers::ExportArgs),
     /// Restart one or more containers.
@@ -177,6 +179,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => containers::monitor(args),
         Command::Container(cmd) => containers::run_container(cmd),
         Command::Rename(args) => containers::rename(args),
+        Command::Attach(args) => containers::attach(args),
         Command::Export(args) => containers::export(args),
         Command::Restart(args) => containers::restart(args),
         Command::Cp(args) => containers::cp(args),

@@ -160,8 +160,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut req = request(&args.container)?;
     let root = Root::open_configured()?;
     if args.detach {
-        // Detached: no stdin, the output goes only to the container's log.
-        req.interactive = false;
+        // Detached: the output goes only to the container's log; with -i
+        // its standard input is a fifo that `kiln attach` writes to.
         let record = containers::create(&root, &req)?;
         containers::start_detached(
             &root,

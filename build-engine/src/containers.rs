@@ -591,6 +591,13 @@ pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
         exit_code: None,
         finished_at: None,
     };
+    if record.config.interactive {
+        // The standard input of the container when it runs detached:
+        // `attach` writes to it (see [`monitor`]).
+        let fifo = dir.join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::io("create fifo", &fifo, std::io::Error::from(e)))?;
+    }
     write_record(root, &record)?;
     Ok(record)
 }
@@ -946,7 +953,20 @@ pub fn rename(root: &Root, name_or_id: &str, new_name: &str) -> Result<Container
 /// [`start_detached`] to report.
 pub fn monitor(root: &Root, id: &str) -> Result<i32> {
     let dir = container_dir(root, id);
-    let r = run_attached(root, id, &mut std::io::sink(), &mut std::io::sink(), None);
+    // With -i, standard input is the container's fifo, opened read-write so
+    // that it stays open (no end-of-file) between attaching clients, as
+    // Docker keeps a detached container's stdin open.
+    let fifo = dir.join("stdin");
+    let stdin: Option<Box<dyn Read + Send>> = match read_record(&dir) {
+        Ok(rec) if rec.config.interactive => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .ok()
+            .map(|f| Box::new(f) as Box<dyn Read + Send>),
+        _ => None,
+    };
+    let r = run_attached(root, id, &mut std::io::sink(), &mut std::io::sink(), stdin);
     if let Err(e) = &r {
         let mut text = e.to_string();
         let mut cur = std::error::Error::source(e);
@@ -1853,6 +1873,64 @@ pub fn restart(
     // it records the exit; wait for that before starting again.
     let rec = wait(root, &rec.id, Some(Duration::from_secs(30)))?;
     start_detached(root, &rec.id, monitor_command)
+}
+
+// --- attach ------------------------------------------------------------------
+
+/// `docker attach`: streams a running container's output from now on (from
+/// its log) and, when `stdin` is given and the container was created with
+/// `-i`, feeds it to the container's standard input; returns the exit code
+/// once the container ends.
+pub fn attach(
+    root: &Root,
+    name_or_id: &str,
+    stdin: Option<Box<dyn Read + Send>>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<i32> {
+    let rec = lookup(root, name_or_id)?;
+    if rec.effective_state() != ContainerState::Running {
+        return Err(Error::Container {
+            container: name_or_id.to_string(),
+            message: "you cannot attach to a stopped container, start it first".into(),
+        });
+    }
+    let dir = container_dir(root, &rec.id);
+    let log_path = dir.join("container.log");
+    let mut offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+    if let Some(mut input) = stdin
+        && rec.config.interactive
+    {
+        let fifo = dir.join("stdin");
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .map_err(|e| Error::io("open", &fifo, e))?;
+        // Detached: it may block on a terminal forever; it ends with the
+        // process.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut input, &mut w);
+        });
+    }
+    loop {
+        let state = read_record(&dir)?.corrected();
+        let (entries, next) = read_log(root, &rec.id, offset)?;
+        offset = next;
+        for e in &entries {
+            let w: &mut dyn Write = if e.stream == "stderr" {
+                &mut *stderr
+            } else {
+                &mut *stdout
+            };
+            w.write_all(e.log.as_bytes())
+                .and_then(|()| w.flush())
+                .map_err(|err| Error::io("write", "standard output", err))?;
+        }
+        if entries.is_empty() && state.state != ContainerState::Running {
+            return Ok(state.exit_code.unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]

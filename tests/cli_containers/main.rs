@@ -1043,3 +1043,43 @@ fn export_and_restart() {
     });
     assert!(kiln(&["rm", "-f", "exp", "rst"]).status.success());
 }
+
+#[test]
+fn attach_feeds_stdin_and_returns_the_exit_code() {
+    let out = kiln(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "att",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ready; read line; echo got $line; exit 6",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until("the first line in the log", || {
+        stdout(&kiln(&["logs", "att"])) == "ready\n"
+    });
+    let mut child = std::process::Command::new(support::KILN)
+        .args(["attach", "att"])
+        .env("KILN_ROOT", root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    // Output from the moment of attaching (the earlier "ready" is in the
+    // log, not repeated).
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "got hello\n");
+    assert_eq!(o.status.code(), Some(6));
+    let out = kiln(&["logs", "att"]);
+    assert_eq!(stdout(&out), "ready\ngot hello\n");
+    let out = kiln(&["attach", "att"]);
+    assert_eq!(code(&out), 125, "a stopped container: {}", text(&out));
+    assert!(kiln(&["rm", "att"]).status.success());
+}
