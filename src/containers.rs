@@ -361,7 +361,7 @@ pub fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
             stdin,
-            crate::run::proxy_signals(),
+            crate::run::proxy_signals(c.config.tty),
         );
         drop(saved);
         return Ok(crate::run::exit_code(code?));
@@ -807,6 +807,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     req.user = args.process.user.clone();
     req.workdir = args.process.workdir.clone();
     req.tty = args.process.tty;
+    req.control = Some(crate::run::proxy_signals(args.process.tty));
     let stdin: Option<Box<dyn std::io::Read + Send>> = if args.process.interactive {
         Some(Box::new(std::io::stdin()))
     } else {

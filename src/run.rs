@@ -171,7 +171,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", record.id);
         return Ok(ExitCode::SUCCESS);
     }
-    req.control = Some(proxy_signals());
+    req.control = Some(proxy_signals(req.tty));
     // With -t on a terminal, the container's pty does the line editing and
     // echo: put the user's terminal in raw mode for the run, and restore it.
     let saved = if args.container.process.tty {
@@ -190,9 +190,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// container's process instead of ending kiln, whose death would SIGKILL
 /// the container. Call before any other thread starts, so that every
 /// thread has them blocked and only the forwarding thread receives them.
-pub fn proxy_signals() -> Control {
+pub fn proxy_signals(tty: bool) -> Control {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
     let control = Control::new();
+    // With -t, the container's terminal gets the size of ours, and follows
+    // it when the window changes (SIGWINCH), as `docker run -it` does.
+    let resize = move |c: &Control| {
+        if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin())
+            && ws.ws_row > 0
+            && ws.ws_col > 0
+        {
+            c.resize(ws.ws_row, ws.ws_col);
+        }
+    };
+    if tty {
+        resize(&control);
+    }
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -201,6 +214,7 @@ pub fn proxy_signals() -> Control {
         Signal::SIGQUIT,
         Signal::SIGUSR1,
         Signal::SIGUSR2,
+        Signal::SIGWINCH,
     ] {
         set.add(s);
     }
@@ -208,7 +222,13 @@ pub fn proxy_signals() -> Control {
         let c = control.clone();
         std::thread::spawn(move || {
             while let Ok(sig) = set.wait() {
-                c.signal(sig as i32);
+                if sig == Signal::SIGWINCH {
+                    if tty {
+                        resize(&c);
+                    }
+                } else {
+                    c.signal(sig as i32);
+                }
             }
         });
     }

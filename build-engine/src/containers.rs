@@ -1382,6 +1382,8 @@ pub struct ExecRequest {
     pub workdir: Option<String>,
     /// `-t`.
     pub tty: bool,
+    /// Forwards signals and terminal sizes to the process while it runs.
+    pub control: Option<Control>,
 }
 
 /// Runs a command in a running container (its namespaces, root, cgroup,
@@ -1431,6 +1433,7 @@ pub fn exec(
     }
     let spec = container_spec(&cfg, rec.short_id())?;
     let mut opts = RunOptions::new();
+    opts.control = req.control.clone();
     let user = req.user.clone().unwrap_or(cfg.user);
     if !user.is_empty() {
         opts.user = Some(user);

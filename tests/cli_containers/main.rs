@@ -1083,3 +1083,32 @@ fn attach_feeds_stdin_and_returns_the_exit_code() {
     assert_eq!(code(&out), 125, "a stopped container: {}", text(&out));
     assert!(kiln(&["rm", "att"]).status.success());
 }
+
+#[test]
+fn run_and_exec_with_a_terminal_get_the_callers_window_size() {
+    assert!(
+        std::path::Path::new("/usr/bin/script").exists(),
+        "`script` is missing: apt-get install bsdutils"
+    );
+    let in_pty = |cmd: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qc", cmd, "/dev/null"])
+            .env("KILN_ROOT", root())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).replace(['\r', '\0'], "")
+    };
+    let k = support::KILN;
+    let out = in_pty(&format!(
+        "stty rows 30 cols 90; {k} run --rm -it busybox stty size"
+    ));
+    assert!(out.lines().any(|l| l.trim().ends_with("30 90")), "{out:?}");
+    let out = kiln(&["run", "-dit", "--name", "winsz", "busybox", "sh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = in_pty(&format!(
+        "stty rows 31 cols 91; {k} exec -it winsz stty size"
+    ));
+    assert!(out.lines().any(|l| l.trim().ends_with("31 91")), "{out:?}");
+    assert!(kiln(&["rm", "-f", "winsz"]).status.success());
+}
