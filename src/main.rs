@@ -5,11 +5,14 @@
 
 mod build;
 mod completion;
+mod containers;
 mod dockerfile;
 mod images;
 mod info;
 mod progress;
+mod registry;
 mod run;
+mod system;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,16 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container from an image.
     Run(run::RunArgs),
+    /// Download an image from a registry, ready to run.
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry.
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials shared with Docker's config.json).
+    Login(registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(registry::LogoutArgs),
+    /// Search a registry for images.
+    Search(registry::SearchArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Manage images (ls, rm, tag, history, inspect, save, load, import, prune).
@@ -58,6 +71,33 @@ enum Command {
     Info(info::InfoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
+    /// Manage kiln's disk space: prune, df.
+    #[command(subcommand)]
+    System(system::SystemCommand),
+    /// Manage the build cache: prune.
+    #[command(subcommand, alias = "buildx")]
+    Builder(system::BuilderCommand),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Remove one or more containers.
+    Rm(containers::RmArgs),
+    /// Start one or more stopped containers.
+    Start(containers::StartArgs),
+    /// Stop one or more running containers (SIGTERM, then SIGKILL).
+    Stop(containers::StopArgs),
+    /// Send a signal to one or more running containers.
+    Kill(containers::KillArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(containers::WaitArgs),
+    /// Fetch the logs of a container.
+    Logs(containers::LogsArgs),
+    /// Create a new image from a container's changes.
+    Commit(containers::CommitArgs),
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
+    /// Supervise a detached container (internal).
+    #[command(name = "__monitor", hide = true)]
+    Monitor(containers::MonitorArgs),
 }
 
 /// Makes `kiln images | head` end quietly, as Unix tools do, when the
@@ -101,8 +141,25 @@ fn main() -> ExitCode {
         Command::Dockerfile(cmd) => dockerfile::run(cmd),
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::Pull(args) => registry::pull(args),
+        Command::Push(args) => registry::push(args),
+        Command::Login(args) => registry::login(args),
+        Command::Logout(args) => registry::logout(args),
+        Command::Search(args) => registry::search(args),
         Command::Completion(args) => completion::run(args),
         Command::Info(args) => info::run(args),
+        Command::System(cmd) => system::run_system(cmd),
+        Command::Builder(cmd) => system::run_builder(cmd),
+        Command::Ps(args) => containers::ps(args),
+        Command::Rm(args) => containers::rm(args),
+        Command::Start(args) => containers::start(args),
+        Command::Stop(args) => containers::stop(args),
+        Command::Kill(args) => containers::kill(args),
+        Command::Wait(args) => containers::wait(args),
+        Command::Logs(args) => containers::logs(args),
+        Command::Commit(args) => containers::commit(args),
+        Command::Exec(args) => containers::exec(args),
+        Command::Monitor(args) => containers::monitor(args),
         Command::Images(args) => images::run_images(args),
         Command::Image(cmd) => images::run_image(cmd),
         Command::Tag(args) => images::run_tag(args),
@@ -121,8 +178,14 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("kiln: {err:#}");
             }
-            // Docker's convention: 125 when the tool itself failed.
-            ExitCode::from(125)
+            // Docker's convention: 126/127 when the container's command
+            // cannot be run, 125 when the tool itself failed.
+            match err.downcast_ref::<kiln_build_engine::Error>() {
+                Some(kiln_build_engine::Error::ContainerCommand { exit_code, .. }) => {
+                    ExitCode::from(u8::try_from(*exit_code).unwrap_or(125))
+                }
+                _ => ExitCode::from(125),
+            }
         }
     }
 }

@@ -3,15 +3,17 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use kiln_build_engine::{ExecMount, NetworkMode, Root, RunRequest, run_image};
+use kiln_build_engine::{ExecMount, NetworkMode, Root, RunRequest, containers, run_image};
 
 /// `kiln run` arguments (docker run's names).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  kiln run --rm busybox echo hello
-  kiln run --rm -it -v \"$PWD\":/src:ro -w /src busybox sh
-  kiln run --rm --network host --memory 512m -e MODE=prod app:1")]
+#[command(
+    after_help = "Examples:\n  kiln run --rm busybox echo hello\n  kiln run --name c1 busybox sh -c 'echo hi > /f'\n  kiln run -d --name web busybox httpd -f -p 8080\n  kiln run -it --rm busybox sh"
+)]
 pub struct RunArgs {
+    /// Run the container in the background and print its id.
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Remove the container's writable layer when it exits.
     #[arg(long)]
     rm: bool,
@@ -116,22 +118,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let root = Root::open_configured()?;
+    if args.detach {
+        // Detached: no stdin, the output goes only to the container's log.
+        req.interactive = false;
+        let record = containers::create(&root, &req)?;
+        containers::start_detached(
+            &root,
+            &record.id,
+            crate::containers::monitor_command(&root, &record.id)?,
+        )?;
+        println!("{}", record.id);
+        return Ok(ExitCode::SUCCESS);
+    }
     // With -t on a terminal, the container's pty does the line editing and
     // echo: put the user's terminal in raw mode for the run, and restore it.
     let saved = if args.tty { RawMode::enter() } else { None };
     let code = run_image(&root, &req);
     drop(saved);
-    let code = code?;
-    Ok(ExitCode::from(
-        u8::try_from(code.clamp(0, 255)).unwrap_or(255),
-    ))
+    Ok(exit_code(code?))
+}
+
+/// A container's exit code as kiln's.
+pub fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
 }
 
 /// The terminal's settings before raw mode; restored on drop.
-struct RawMode(rustix::termios::Termios);
+pub struct RawMode(rustix::termios::Termios);
 
 impl RawMode {
-    fn enter() -> Option<RawMode> {
+    /// Puts the terminal on stdin in raw mode (None when it is not one).
+    pub fn enter() -> Option<RawMode> {
         let stdin = std::io::stdin();
         let saved = rustix::termios::tcgetattr(&stdin).ok()?;
         let mut raw = saved.clone();

@@ -11,7 +11,7 @@ use kiln_dockerfile_parser::instructions::{
     NetworkMode as RunNetwork,
 };
 use kiln_dockerfile_parser::{
-    CommandLine, Dockerfile, Instruction, InstructionKind, expand_word, expand_words,
+    CommandLine, Dockerfile, Instruction, InstructionKind, PROXY_ARGS, expand_word, expand_words,
 };
 use kiln_image_layers::{ChangeSet, Digest, WriteOptions, chain_id};
 use serde_json::{Value, json};
@@ -138,19 +138,6 @@ pub const HOST_ARCH: &str = if cfg!(target_arch = "aarch64") {
     "amd64"
 };
 
-const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
 impl Builder {
     /// A builder on the state directory `root`, running RUN steps with
     /// [`LinuxExecutor`] and sending no progress.
@@ -236,6 +223,9 @@ impl Builder {
     /// thread, not from async code (it may block on the tokio runtime to
     /// pull base images).
     pub fn build_blocking(&self, req: &BuildRequest) -> Result<BuildResult> {
+        // Garbage collection leaves scratch space, snapshots and cache
+        // records alone while any build holds this.
+        let _gc_guard = crate::gc::BuildLock::shared(&self.root)?;
         let opts = &req.options;
         if let Some(p) = &opts.platform
             && p != &format!("{HOST_OS}/{HOST_ARCH}")
@@ -616,6 +606,10 @@ struct StageState {
     last_created: Option<String>,
     step: usize,
     total: usize,
+    /// Whether the current step has already sent its own Started/Cached
+    /// events (layer steps do; metadata-only steps get theirs from
+    /// [`Shared::run_instruction`]).
+    reported: bool,
 }
 
 impl StageState {
@@ -743,6 +737,7 @@ impl Shared<'_> {
             last_created: None,
             step: 1,
             total,
+            reported: false,
         };
         self.progress.send(
             Some(&from_step),
@@ -848,9 +843,28 @@ impl Shared<'_> {
             line,
         };
         let created_default = timestamp(self.opts.source_date_epoch);
+        state.reported = false;
+        let started = Instant::now();
         let r = self.dispatch(state, &step, ins, &created_default);
+        // Metadata-only steps (ENV, LABEL, ARG, CMD, an existing WORKDIR,
+        // ...) change only the config; they report like every other step
+        // so that a renderer or embedder sees each instruction start and
+        // finish, with its duration.
+        if !state.reported {
+            self.progress.send(Some(&step), EventKind::Started);
+        }
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if !state.reported {
+                    self.progress.send(
+                        Some(&step),
+                        EventKind::Finished {
+                            duration: started.elapsed(),
+                        },
+                    );
+                }
+                Ok(())
+            }
             Err(e) => Err(self.fail(&step, e)),
         }
     }
@@ -1043,9 +1057,14 @@ impl Shared<'_> {
                 }
                 let mut inputs = CacheInputs::new(&state.key);
                 inputs.push("instruction", created_by.clone());
-                self.layer_step(state, step, inputs, &created_by, &mut |staging: &Path| {
-                    mkdir_all(staging, &dir, 0, 0)
-                })
+                self.layer_step(
+                    state,
+                    step,
+                    inputs,
+                    &created_by,
+                    false,
+                    &mut |staging: &Path| mkdir_all(staging, &dir, 0, 0),
+                )
             }
             InstructionKind::Run(r) => self.run_step(state, step, ins, r),
             InstructionKind::Copy(c) => self.copy_step(state, step, ins, c, false, None),
@@ -1103,6 +1122,7 @@ impl Shared<'_> {
         step: &StepId,
         inputs: CacheInputs,
         created_by: &str,
+        link: bool,
         make: &mut dyn FnMut(&Path) -> Result<()>,
     ) -> Result<()> {
         self.cached_or(
@@ -1110,6 +1130,7 @@ impl Shared<'_> {
             step,
             inputs,
             created_by,
+            link,
             &mut |this: &Self, _state: &StageState| {
                 let staging = this.root.tempdir("copy-")?;
                 make(staging.path())?;
@@ -1123,17 +1144,25 @@ impl Shared<'_> {
     /// The cache protocol shared by every layer-producing step. `produce`
     /// makes the step's change set; the directory holding it becomes the
     /// layer's snapshot.
-    #[allow(clippy::type_complexity)]
+    ///
+    /// `link` marks a layer built independently of the layers below it
+    /// (`COPY --link`): its `inputs` do not start from the parent's key, so
+    /// the record is found again whatever the base is, and the layer is
+    /// rebased onto the new parent as it is. The steps after it are still
+    /// keyed by the parent *and* the layer (see [`Shared::finish_step`]).
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn cached_or(
         &self,
         state: &mut StageState,
         step: &StepId,
         inputs: CacheInputs,
         created_by: &str,
+        link: bool,
         produce: &mut dyn FnMut(&Self, &StageState) -> Result<(ChangeSet, tempfile::TempDir)>,
     ) -> Result<()> {
         let key = inputs.key();
         let slot = format!("{}|{}|{}", self.slot_base, state.index, step.index);
+        state.reported = true;
         if let Ok(mut c) = self.counters.lock() {
             c.0 += 1;
         }
@@ -1157,7 +1186,7 @@ impl Shared<'_> {
                 c.1 += 1;
             }
             self.progress.send(Some(step), EventKind::Cached);
-            self.finish_step(state, &key, &rec, created_by);
+            self.finish_step(state, &key, &rec, created_by, link);
             let _ = self.root.cache().set_last_inputs(&slot, &inputs);
             return Ok(());
         }
@@ -1211,7 +1240,7 @@ impl Shared<'_> {
         };
         self.root.cache().put(&key, &record)?;
         let _ = self.root.cache().set_last_inputs(&slot, &inputs);
-        self.finish_step(state, &key, &record, created_by);
+        self.finish_step(state, &key, &record, created_by, link);
         self.progress.send(
             Some(step),
             EventKind::Finished {
@@ -1221,19 +1250,35 @@ impl Shared<'_> {
         Ok(())
     }
 
-    fn finish_step(&self, state: &mut StageState, key: &str, rec: &CacheRecord, created_by: &str) {
+    fn finish_step(
+        &self,
+        state: &mut StageState,
+        key: &str,
+        rec: &CacheRecord,
+        created_by: &str,
+        link: bool,
+    ) {
         if let Ok(mut t) = self.touched.lock() {
             t.insert(key.to_string(), rec.clone());
         }
         // Later steps are keyed by what this step produced, not only by
         // its inputs: a forced re-run (--no-cache-filter) that yields a
-        // different layer invalidates everything built on top of it.
+        // different layer invalidates everything built on top of it. A
+        // linked layer's own key ignores the parent, so the parent's key
+        // is chained back in here: what follows still depends on the base.
+        let mut k = if link {
+            let mut k = CacheInputs::new(&state.key);
+            k.push("link", key);
+            k
+        } else {
+            CacheInputs::new(key)
+        };
         state.key = match &rec.layer {
             Some(l) => {
-                let mut k = CacheInputs::new(key);
                 k.push("layer", l.diff_id.clone());
                 k.key()
             }
+            None if link => k.key(),
             None => key.to_string(),
         };
         state.last_created = Some(rec.created.clone());
@@ -1402,6 +1447,7 @@ impl Shared<'_> {
             step,
             inputs,
             &created_by.clone(),
+            false,
             &mut |this: &Self, state: &StageState| {
                 let view = this.view(&state.layers)?;
                 let upper = this.root.tempdir("run-")?;
@@ -1574,32 +1620,70 @@ impl Shared<'_> {
                 }
             }
             MountType::Bind => {
+                // BuildKit: a bind mount is read-only unless `rw` is given,
+                // and what a step writes to an `rw` one is thrown away.
+                // Read-only sources are bound as they are (the context's
+                // directory, or a snapshot's file) or, where several layers
+                // or `.dockerignore` decide what is visible, as a tree of
+                // hard links to them; an `rw` source is a scratch copy.
                 let src = m.source.clone().unwrap_or_default();
                 let rel = crate::dockerignore::clean(src.trim_start_matches('/'));
                 let rel = if rel == "." { String::new() } else { rel };
-                let tmp = self.root.tempdir("bind-")?;
-                let dest = tmp.path().join("src");
+                let not_found = |f: &str| {
+                    Error::instruction(line, format!("bind source {src:?} not found in {f}"))
+                };
+                let direct = |source: PathBuf| ExecMount::Bind {
+                    source,
+                    target: target.clone(),
+                    read_only: true,
+                };
                 match &m.from {
                     Some(f) => {
                         let view = self.source_view(stage, f)?;
-                        if !view.copy_out(&rel, &dest)? {
-                            return Err(Error::instruction(
-                                line,
-                                format!("bind source {src:?} not found in {f}"),
-                            ));
+                        if m.read_only {
+                            let real = view.lookup(&rel).ok_or_else(|| not_found(f))?;
+                            let md = std::fs::symlink_metadata(&real)
+                                .map_err(|e| Error::io("stat", &real, e))?;
+                            if md.is_file() {
+                                return Ok(direct(real));
+                            }
                         }
+                        let tmp = self.root.tempdir("bind-")?;
+                        let dest = tmp.path().join("src");
+                        let found = if m.read_only {
+                            view.link_out(&rel, &dest)?
+                        } else {
+                            view.copy_out(&rel, &dest)?
+                        };
+                        if !found {
+                            return Err(not_found(f));
+                        }
+                        keep.push(tmp);
+                        Ok(ExecMount::Bind {
+                            source: dest,
+                            target,
+                            read_only: m.read_only,
+                        })
                     }
                     None => {
+                        if !rel.is_empty() && self.context.get(&rel).is_none() {
+                            return Err(not_found("the build context"));
+                        }
+                        if m.read_only && self.context.is_whole(&rel) {
+                            return Ok(direct(self.context.root().join(&rel)));
+                        }
                         // Only what the context (after .dockerignore) holds.
-                        self.copy_context_tree(&rel, &dest, None)?;
+                        let tmp = self.root.tempdir("bind-")?;
+                        let dest = tmp.path().join("src");
+                        self.copy_context_tree(&rel, &dest, None, m.read_only)?;
+                        keep.push(tmp);
+                        Ok(ExecMount::Bind {
+                            source: dest,
+                            target,
+                            read_only: m.read_only,
+                        })
                     }
                 }
-                keep.push(tmp);
-                Ok(ExecMount::Bind {
-                    source: dest,
-                    target,
-                    read_only: m.read_only,
-                })
             }
             MountType::Ssh => Err(Error::Unsupported {
                 line,
@@ -1608,7 +1692,26 @@ impl Shared<'_> {
         }
     }
 
-    fn copy_context_tree(&self, rel: &str, dest: &Path, attrs: Option<&CopyAttrs>) -> Result<()> {
+    /// Materialises the context's view of `rel` at `dest`; with `link`,
+    /// regular files are hard links to the context's files (for read-only
+    /// use only), copies where a link is impossible.
+    fn copy_context_tree(
+        &self,
+        rel: &str,
+        dest: &Path,
+        attrs: Option<&CopyAttrs>,
+        link: bool,
+    ) -> Result<()> {
+        let put = |src: &Path, dst: &Path| -> Result<()> {
+            let linked = link
+                && std::fs::symlink_metadata(src).is_ok_and(|m| m.is_file())
+                && std::fs::hard_link(src, dst).is_ok();
+            if linked {
+                Ok(())
+            } else {
+                copy_node(src, dst, attrs)
+            }
+        };
         let root = self.context.root();
         let src = if rel.is_empty() {
             root.to_path_buf()
@@ -1618,7 +1721,7 @@ impl Shared<'_> {
         if rel.is_empty() {
             std::fs::create_dir_all(dest).map_err(|e| Error::io("create directory", dest, e))?;
         } else {
-            copy_node(&src, dest, attrs)?;
+            put(&src, dest)?;
         }
         let entries: Vec<String> = self
             .context
@@ -1632,9 +1735,8 @@ impl Shared<'_> {
             } else {
                 &k[rel.len() + 1..]
             };
-            copy_node(&root.join(&k), &dest.join(sub), attrs)?;
+            put(&root.join(&k), &dest.join(sub))?;
         }
-        // Fix directory mtimes that children's writes changed.
         Ok(())
     }
 
@@ -1690,7 +1792,19 @@ impl Shared<'_> {
         };
         let excludes = DockerIgnore::parse(&c.exclude.join("\n"));
 
-        let mut inputs = CacheInputs::new(&state.key);
+        // COPY --link (BuildKit): the layer is made in an empty directory
+        // from the sources alone and merged onto whatever the parent is, so
+        // its key leaves the parent out. What the parent still decides
+        // (the workdir a relative destination is resolved against, the
+        // ids `--chown` names resolve to) is part of the inputs below.
+        let link = c.link;
+        let mut inputs = if link {
+            let mut i = CacheInputs::new("link");
+            i.push("owner", format!("{:?}:{:?}", attrs.uid, attrs.gid));
+            i
+        } else {
+            CacheInputs::new(&state.key)
+        };
         let created_by = format!(
             "{} {}",
             if is_add { "ADD" } else { "COPY" },
@@ -1822,196 +1936,214 @@ impl Shared<'_> {
         let context_root = self.context.root().to_path_buf();
         let context = self.context;
         let base_layers = state.layers.clone();
-        self.layer_step(state, step, inputs, &created_by, &mut |staging: &Path| {
-            // An existing directory is a directory destination even without
-            // a trailing slash (BuildKit's copy semantics). Only looked up on
-            // a cache miss: a hit needs no unpacked snapshot.
-            let dest_is_dir = dest_is_dir
-                || self
-                    .view(&base_layers)?
-                    .lookup(&dest_rel)
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .is_some_and(|m| m.is_dir());
-            let owner_uid = attrs.uid.unwrap_or(0);
-            let owner_gid = attrs.gid.unwrap_or(0);
-            let dest_parent_rel = if dest_is_dir {
-                dest_rel.clone()
-            } else {
-                Path::new(&dest_rel)
-                    .parent()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            };
-            mkdir_all(staging, &dest_parent_rel, owner_uid, owner_gid)?;
-            let target_for = |name: &str, rel_path: &str| -> PathBuf {
-                if parents {
-                    staging.join(&dest_rel).join(rel_path)
-                } else if dest_is_dir {
-                    staging.join(&dest_rel).join(name)
+        self.layer_step(
+            state,
+            step,
+            inputs,
+            &created_by,
+            link,
+            &mut |staging: &Path| {
+                // An existing directory is a directory destination even without
+                // a trailing slash (BuildKit's copy semantics). Only looked up on
+                // a cache miss: a hit needs no unpacked snapshot. A linked copy
+                // never reads the layers below it.
+                let dest_is_dir = dest_is_dir
+                    || (!link
+                        && self
+                            .view(&base_layers)?
+                            .lookup(&dest_rel)
+                            .and_then(|p| std::fs::metadata(p).ok())
+                            .is_some_and(|m| m.is_dir()));
+                let owner_uid = attrs.uid.unwrap_or(0);
+                let owner_gid = attrs.gid.unwrap_or(0);
+                let dest_parent_rel = if dest_is_dir {
+                    dest_rel.clone()
                 } else {
-                    staging.join(&dest_rel)
-                }
-            };
-            for s in &sources {
-                match s {
-                    Src::Url(name, path) => {
-                        // Docker: a downloaded file gets mode 0600 unless
-                        // --chmod says otherwise, and is never unpacked.
-                        let t = target_for(name, name);
-                        let a = CopyAttrs {
-                            mode: Some(attrs.mode.unwrap_or(0o600)),
-                            ..attrs
-                        };
-                        copy_node(path, &t, Some(&a))?;
+                    Path::new(&dest_rel)
+                        .parent()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                };
+                mkdir_all(staging, &dest_parent_rel, owner_uid, owner_gid)?;
+                let target_for = |name: &str, rel_path: &str| -> PathBuf {
+                    if parents {
+                        staging.join(&dest_rel).join(rel_path)
+                    } else if dest_is_dir {
+                        staging.join(&dest_rel).join(name)
+                    } else {
+                        staging.join(&dest_rel)
                     }
-                    Src::Heredoc(name, body) => {
-                        let t = target_for(name, name);
-                        std::fs::write(&t, body).map_err(|e| Error::io("write", &t, e))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        let mode = attrs.mode.unwrap_or(0o644);
-                        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(mode))
-                            .map_err(|e| Error::io("chmod", &t, e))?;
-                        std::os::unix::fs::lchown(&t, Some(owner_uid), Some(owner_gid))
-                            .map_err(|e| Error::io("chown", &t, e))?;
-                    }
-                    Src::Context(matched) => {
-                        for m in matched {
-                            let entry_is_dir = m.is_empty()
-                                || matches!(context.get(m).map(|e| &e.kind), Some(EntryKind::Dir));
-                            let name = Path::new(m)
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            if entry_is_dir {
-                                // A directory's contents are copied, not the directory.
-                                let t = if parents {
-                                    staging.join(&dest_rel).join(m)
-                                } else {
-                                    staging.join(&dest_rel)
-                                };
-                                if parents {
-                                    mkdir_all(
-                                        staging,
-                                        &format!("{dest_rel}/{m}"),
-                                        owner_uid,
-                                        owner_gid,
-                                    )?;
-                                }
-                                let kids: Vec<String> = context
-                                    .subtree(m)
-                                    .map(|(k, _)| k.clone())
-                                    .filter(|k| k != m)
-                                    .collect();
-                                for k in kids {
-                                    let sub = if m.is_empty() {
-                                        k.as_str()
+                };
+                for s in &sources {
+                    match s {
+                        Src::Url(name, path) => {
+                            // Docker: a downloaded file gets mode 0600 unless
+                            // --chmod says otherwise, and is never unpacked.
+                            let t = target_for(name, name);
+                            let a = CopyAttrs {
+                                mode: Some(attrs.mode.unwrap_or(0o600)),
+                                ..attrs
+                            };
+                            copy_node(path, &t, Some(&a))?;
+                        }
+                        Src::Heredoc(name, body) => {
+                            let t = target_for(name, name);
+                            std::fs::write(&t, body).map_err(|e| Error::io("write", &t, e))?;
+                            use std::os::unix::fs::PermissionsExt;
+                            let mode = attrs.mode.unwrap_or(0o644);
+                            std::fs::set_permissions(&t, std::fs::Permissions::from_mode(mode))
+                                .map_err(|e| Error::io("chmod", &t, e))?;
+                            std::os::unix::fs::lchown(&t, Some(owner_uid), Some(owner_gid))
+                                .map_err(|e| Error::io("chown", &t, e))?;
+                        }
+                        Src::Context(matched) => {
+                            for m in matched {
+                                let entry_is_dir = m.is_empty()
+                                    || matches!(
+                                        context.get(m).map(|e| &e.kind),
+                                        Some(EntryKind::Dir)
+                                    );
+                                let name = Path::new(m)
+                                    .file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default();
+                                if entry_is_dir {
+                                    // A directory's contents are copied, not the directory.
+                                    let t = if parents {
+                                        staging.join(&dest_rel).join(m)
                                     } else {
-                                        &k[m.len() + 1..]
-                                    };
-                                    if excludes.is_excluded(&k) || excludes.is_excluded(sub) {
-                                        continue;
-                                    }
-                                    copy_node(&context_root.join(&k), &t.join(sub), Some(&attrs))?;
-                                }
-                            } else {
-                                let t = target_for(&name, m);
-                                if let Some(p) = t.parent()
-                                    && !p.exists()
-                                {
-                                    let prel = p
-                                        .strip_prefix(staging)
-                                        .map(|x| x.to_string_lossy().into_owned())
-                                        .unwrap_or_default();
-                                    mkdir_all(staging, &prel, owner_uid, owner_gid)?;
-                                }
-                                if is_add && is_archive(&context_root.join(m), line)? {
-                                    let dir = if dest_is_dir {
                                         staging.join(&dest_rel)
-                                    } else {
-                                        t.clone()
                                     };
-                                    extract_archive(&context_root.join(m), &dir)?;
+                                    if parents {
+                                        mkdir_all(
+                                            staging,
+                                            &format!("{dest_rel}/{m}"),
+                                            owner_uid,
+                                            owner_gid,
+                                        )?;
+                                    }
+                                    let kids: Vec<String> = context
+                                        .subtree(m)
+                                        .map(|(k, _)| k.clone())
+                                        .filter(|k| k != m)
+                                        .collect();
+                                    for k in kids {
+                                        let sub = if m.is_empty() {
+                                            k.as_str()
+                                        } else {
+                                            &k[m.len() + 1..]
+                                        };
+                                        if excludes.is_excluded(&k) || excludes.is_excluded(sub) {
+                                            continue;
+                                        }
+                                        copy_node(
+                                            &context_root.join(&k),
+                                            &t.join(sub),
+                                            Some(&attrs),
+                                        )?;
+                                    }
                                 } else {
-                                    copy_node(&context_root.join(m), &t, Some(&attrs))?;
+                                    let t = target_for(&name, m);
+                                    if let Some(p) = t.parent()
+                                        && !p.exists()
+                                    {
+                                        let prel = p
+                                            .strip_prefix(staging)
+                                            .map(|x| x.to_string_lossy().into_owned())
+                                            .unwrap_or_default();
+                                        mkdir_all(staging, &prel, owner_uid, owner_gid)?;
+                                    }
+                                    if is_add && is_archive(&context_root.join(m), line)? {
+                                        let dir = if dest_is_dir {
+                                            staging.join(&dest_rel)
+                                        } else {
+                                            t.clone()
+                                        };
+                                        extract_archive(&context_root.join(m), &dir)?;
+                                    } else {
+                                        copy_node(&context_root.join(m), &t, Some(&attrs))?;
+                                    }
                                 }
                             }
                         }
-                    }
-                    Src::Other(view, matched) => {
-                        for m in matched {
-                            let real = view.lookup(m);
-                            let is_dir = m.is_empty()
-                                || real
-                                    .as_ref()
-                                    .and_then(|p| std::fs::symlink_metadata(p).ok())
-                                    .is_some_and(|md| md.is_dir());
-                            let name = Path::new(m)
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            let t = if is_dir {
-                                if parents {
-                                    staging.join(&dest_rel).join(m)
-                                } else {
-                                    staging.join(&dest_rel)
-                                }
-                            } else {
-                                target_for(&name, m)
-                            };
-                            let a = if attrs == CopyAttrs::default() {
-                                None
-                            } else {
-                                Some(&attrs)
-                            };
-                            match (a, is_dir) {
-                                // No overrides: straight from the layers.
-                                (None, true) => {
-                                    std::fs::create_dir_all(&t)
-                                        .map_err(|e| Error::io("create directory", &t, e))?;
-                                    for name in view.read_dir(m).into_keys() {
-                                        let child = if m.is_empty() {
-                                            name.clone()
-                                        } else {
-                                            format!("{m}/{name}")
-                                        };
-                                        view.copy_out(&child, &t.join(&name))?;
+                        Src::Other(view, matched) => {
+                            for m in matched {
+                                let real = view.lookup(m);
+                                let is_dir = m.is_empty()
+                                    || real
+                                        .as_ref()
+                                        .and_then(|p| std::fs::symlink_metadata(p).ok())
+                                        .is_some_and(|md| md.is_dir());
+                                let name = Path::new(m)
+                                    .file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default();
+                                let t = if is_dir {
+                                    if parents {
+                                        staging.join(&dest_rel).join(m)
+                                    } else {
+                                        staging.join(&dest_rel)
                                     }
-                                }
-                                (None, false) => {
-                                    view.copy_out(m, &t)?;
-                                }
-                                // --chown/--chmod: merge first, then copy
-                                // with the overrides.
-                                (Some(a), _) => {
-                                    let tmp =
-                                        tempfile::tempdir_in(staging.parent().unwrap_or(staging))
-                                            .map_err(|e| Error::io("create temp dir", staging, e))?;
-                                    let out = tmp.path().join("x");
-                                    view.copy_out(m, &out)?;
-                                    if is_dir {
+                                } else {
+                                    target_for(&name, m)
+                                };
+                                let a = if attrs == CopyAttrs::default() {
+                                    None
+                                } else {
+                                    Some(&attrs)
+                                };
+                                match (a, is_dir) {
+                                    // No overrides: straight from the layers.
+                                    (None, true) => {
                                         std::fs::create_dir_all(&t)
                                             .map_err(|e| Error::io("create directory", &t, e))?;
-                                        for ent in std::fs::read_dir(&out)
-                                            .map_err(|e| Error::io("read directory", &out, e))?
-                                            .flatten()
-                                        {
-                                            copy_tree(
-                                                &ent.path(),
-                                                &t.join(ent.file_name()),
-                                                Some(a),
-                                            )?;
+                                        for name in view.read_dir(m).into_keys() {
+                                            let child = if m.is_empty() {
+                                                name.clone()
+                                            } else {
+                                                format!("{m}/{name}")
+                                            };
+                                            view.copy_out(&child, &t.join(&name))?;
                                         }
-                                    } else {
-                                        copy_tree(&out, &t, Some(a))?;
+                                    }
+                                    (None, false) => {
+                                        view.copy_out(m, &t)?;
+                                    }
+                                    // --chown/--chmod: merge first, then copy
+                                    // with the overrides.
+                                    (Some(a), _) => {
+                                        let tmp = tempfile::tempdir_in(
+                                            staging.parent().unwrap_or(staging),
+                                        )
+                                        .map_err(|e| Error::io("create temp dir", staging, e))?;
+                                        let out = tmp.path().join("x");
+                                        view.copy_out(m, &out)?;
+                                        if is_dir {
+                                            std::fs::create_dir_all(&t).map_err(|e| {
+                                                Error::io("create directory", &t, e)
+                                            })?;
+                                            for ent in std::fs::read_dir(&out)
+                                                .map_err(|e| Error::io("read directory", &out, e))?
+                                                .flatten()
+                                            {
+                                                copy_tree(
+                                                    &ent.path(),
+                                                    &t.join(ent.file_name()),
+                                                    Some(a),
+                                                )?;
+                                            }
+                                        } else {
+                                            copy_tree(&out, &t, Some(a))?;
+                                        }
                                     }
                                 }
                             }
                         }
                     }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 
     /// Downloads `url` (ADD) into a scratch dir: (dir, file, sha256 digest).

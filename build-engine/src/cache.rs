@@ -182,6 +182,30 @@ impl CacheIndex {
         atomic_write(&self.slot_path(slot), &bytes)
     }
 
+    /// Removes the record for `key`; false when there was none.
+    pub fn remove(&self, key: &str) -> Result<bool> {
+        let path = self.key_path(key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("remove cache record", path, e)),
+        }
+    }
+
+    /// Forgets the inputs of every slot (what `--explain-cache` compares
+    /// against), returning the bytes freed.
+    pub fn clear_history(&self) -> Result<u64> {
+        let d = self.dir.join("slots");
+        let rd = std::fs::read_dir(&d).map_err(|e| Error::io("read directory", &d, e))?;
+        let mut freed = 0;
+        for ent in rd.flatten() {
+            freed += ent.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(ent.path())
+                .map_err(|e| Error::io("remove cache slot", ent.path(), e))?;
+        }
+        Ok(freed)
+    }
+
     /// Every key in the index (for export and garbage collection).
     pub fn keys(&self) -> Result<Vec<String>> {
         let d = self.dir.join("keys");

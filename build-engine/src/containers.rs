@@ -23,14 +23,26 @@
 //! # Ok(()) }
 //! ```
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use kiln_dockerfile_parser::{CommandLine, InstructionKind, expand_word, expand_words};
+use kiln_image_layers::{ChangeSet, WriteOptions};
+use kiln_runtime_linux::{Container, Control, RootFs, RunOptions, Stdio, exec_in};
 use serde::{Deserialize, Serialize};
 
+use crate::builder::{LayerRef, timestamp};
+use crate::cache::LayerRecord;
+use crate::config::{ConfigChange, ImageConfig, expand_ports, resolve_workdir};
 use crate::error::{Error, Result};
 use crate::exec::{ExecMount, NetworkMode};
+use crate::image::{ImageRef, resolve_local, write_image};
 use crate::root::Root;
+use crate::run::{RunRequest, container_spec, run_config};
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +82,7 @@ pub struct VolumeRecord {
 
 /// The options a container was created with, enough to start it again.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct RunConfig {
     /// The process: entrypoint + command, resolved with Docker's rules.
@@ -96,6 +109,8 @@ pub struct RunConfig {
     pub cpus: Option<f64>,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
+    /// `--rm`: removed when its process ends.
+    pub auto_remove: bool,
 }
 
 impl RunConfig {
@@ -180,11 +195,15 @@ impl ContainerRecord {
     }
 
     /// Whether the recorded process still exists (and is the same process).
+    /// While the container is being started (no pid yet), whether its
+    /// supervisor is alive.
     pub fn process_alive(&self) -> bool {
         match (self.pid, self.pid_start_time) {
             (Some(pid), Some(t)) => process_start_time(pid) == Some(t),
             (Some(pid), None) => process_start_time(pid).is_some(),
-            _ => false,
+            (None, _) => self
+                .monitor_pid
+                .is_some_and(|m| process_start_time(m).is_some()),
         }
     }
 
@@ -246,7 +265,6 @@ pub(crate) fn read_record(dir: &Path) -> Result<ContainerRecord> {
 
 /// Writes a record atomically (temp file in the same directory, fsync,
 /// rename), so a reader never sees half a record.
-#[allow(dead_code)] // used by run and start (next commits)
 pub(crate) fn write_record(root: &Root, record: &ContainerRecord) -> Result<()> {
     let dir = container_dir(root, &record.id);
     let bytes = serde_json::to_vec_pretty(record).map_err(|e| Error::Json {
@@ -314,6 +332,948 @@ pub fn lookup(root: &Root, name_or_id: &str) -> Result<ContainerRecord> {
         _ => Err(Error::Container {
             container: name_or_id.to_string(),
             message: "the id prefix matches several containers".into(),
+        }),
+    }
+}
+
+// --- create ------------------------------------------------------------------
+
+/// Adjectives and surnames of Docker's name generator
+/// (moby/pkg/namesgenerator), a subset.
+const LEFT: &[&str] = &[
+    "admiring",
+    "adoring",
+    "affectionate",
+    "amazing",
+    "awesome",
+    "blissful",
+    "bold",
+    "brave",
+    "charming",
+    "clever",
+    "compassionate",
+    "competent",
+    "cool",
+    "dazzling",
+    "determined",
+    "eager",
+    "ecstatic",
+    "elegant",
+    "epic",
+    "focused",
+    "friendly",
+    "gallant",
+    "gifted",
+    "goofy",
+    "happy",
+    "hopeful",
+    "jolly",
+    "keen",
+    "kind",
+    "loving",
+    "magical",
+    "modest",
+    "nifty",
+    "nostalgic",
+    "peaceful",
+    "pensive",
+    "quirky",
+    "relaxed",
+    "serene",
+    "sharp",
+    "stoic",
+    "sweet",
+    "tender",
+    "trusting",
+    "upbeat",
+    "vibrant",
+    "wizardly",
+    "zealous",
+];
+const RIGHT: &[&str] = &[
+    "agnesi",
+    "albattani",
+    "archimedes",
+    "babbage",
+    "bardeen",
+    "bell",
+    "bohr",
+    "boyd",
+    "curie",
+    "darwin",
+    "dijkstra",
+    "einstein",
+    "euclid",
+    "fermat",
+    "feynman",
+    "galileo",
+    "gauss",
+    "goldberg",
+    "hamilton",
+    "hopper",
+    "hypatia",
+    "johnson",
+    "kepler",
+    "knuth",
+    "lamport",
+    "lovelace",
+    "mccarthy",
+    "meitner",
+    "newton",
+    "noether",
+    "pascal",
+    "pike",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "torvalds",
+    "turing",
+    "wozniak",
+    "yalow",
+    "zhukovsky",
+];
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("read", "/dev/urandom", e))?;
+    Ok(b)
+}
+
+/// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Reserves `name` for container `id` by creating `containers/names/<name>`
+/// exclusively; a reservation whose container is gone is taken over.
+fn reserve_name(root: &Root, name: &str, id: &str) -> Result<bool> {
+    let dir = containers_dir(root).join("names");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+    let path = dir.join(name);
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(id.as_bytes())
+                    .map_err(|e| Error::io("write", &path, e))?;
+                return Ok(true);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                if is_id(&owner) && container_dir(root, &owner).exists() {
+                    return Ok(false);
+                }
+                // A leftover of a removed or never-finished container.
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) => return Err(Error::io("create", &path, e)),
+        }
+    }
+    Ok(false)
+}
+
+/// Creates a container from `req` (state `created`): resolves the image,
+/// records the options, reserves the name and makes its directories.
+pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
+    let image = resolve_local(root, &req.image)?;
+    let config = image.config()?;
+    let cfg = run_config(&config, req)?;
+    let config_digest = {
+        let d = kiln_image_layers::Digest::sha256(&image.config_bytes);
+        d.to_string()
+    };
+    let id = hex::encode(random_bytes::<32>()?);
+    let name = match &req.name {
+        Some(n) => {
+            if !valid_name(n) {
+                return Err(Error::Container {
+                    container: n.clone(),
+                    message: "invalid container name: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                        .into(),
+                });
+            }
+            if !reserve_name(root, n, &id)? {
+                return Err(Error::Container {
+                    container: n.clone(),
+                    message: "the container name is already in use; remove that container or choose another name".into(),
+                });
+            }
+            n.clone()
+        }
+        None => {
+            let mut chosen = None;
+            for attempt in 0..100 {
+                let r = random_bytes::<2>()?;
+                let mut n = format!(
+                    "{}_{}",
+                    LEFT[r[0] as usize % LEFT.len()],
+                    RIGHT[r[1] as usize % RIGHT.len()]
+                );
+                if attempt >= 10 {
+                    n.push_str(&(attempt % 10).to_string());
+                }
+                if reserve_name(root, &n, &id)? {
+                    chosen = Some(n);
+                    break;
+                }
+            }
+            chosen.ok_or_else(|| Error::Container {
+                container: id.clone(),
+                message: "no free random name".into(),
+            })?
+        }
+    };
+    let dir = container_dir(root, &id);
+    for d in [dir.join("upper"), dir.join("work")] {
+        std::fs::create_dir_all(&d).map_err(|e| Error::io("create directory", &d, e))?;
+    }
+    let record = ContainerRecord {
+        id,
+        name,
+        image: req.image.clone(),
+        image_digest: image.manifest_digest.clone(),
+        config_digest,
+        config: cfg,
+        created: now(),
+        state: ContainerState::Created,
+        pid: None,
+        pid_start_time: None,
+        monitor_pid: None,
+        started_at: None,
+        exit_code: None,
+        finished_at: None,
+    };
+    write_record(root, &record)?;
+    Ok(record)
+}
+
+// --- logs --------------------------------------------------------------------
+
+/// RFC 3339 with nanoseconds, UTC (Docker's log timestamps).
+fn now_nanos() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = timestamp(Some(d.as_secs() as i64));
+    format!("{}.{:09}Z", secs.trim_end_matches('Z'), d.subsec_nanos())
+}
+
+/// One line of `container.log`, Docker's json-file format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LogEntry {
+    /// The output (one line with its newline, or a partial line).
+    pub log: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// When it was written (RFC 3339, nanoseconds).
+    pub time: String,
+}
+
+/// Tees a container's output stream into its log.
+struct LogSink<'a> {
+    log: &'a File,
+    stream: &'static str,
+    inner: &'a mut dyn Write,
+    inner_ok: bool,
+}
+
+impl Write for LogSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.inner_ok
+            && self
+                .inner
+                .write_all(buf)
+                .and_then(|()| self.inner.flush())
+                .is_err()
+        {
+            // The reader went away (a closed terminal): the container keeps
+            // running and logging.
+            self.inner_ok = false;
+        }
+        let time = now_nanos();
+        let mut lines = Vec::new();
+        for piece in buf.split_inclusive(|b| *b == b'\n') {
+            let entry = LogEntry {
+                log: String::from_utf8_lossy(piece).into_owned(),
+                stream: self.stream.to_string(),
+                time: time.clone(),
+            };
+            if let Ok(mut v) = serde_json::to_vec(&entry) {
+                v.push(b'\n');
+                lines.extend(v);
+            }
+        }
+        // One write per chunk on an O_APPEND file: the two streams'
+        // entries never interleave within a line.
+        let mut log = self.log;
+        log.write_all(&lines)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The entries of a container's log from byte `offset` on, and the offset
+/// after the last complete line (for `logs -f`).
+pub fn read_log(root: &Root, id: &str, offset: u64) -> Result<(Vec<LogEntry>, u64)> {
+    let path = container_dir(root, id).join("container.log");
+    let mut f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+        Err(e) => return Err(Error::io("open", &path, e)),
+    };
+    use std::io::Seek;
+    f.seek(std::io::SeekFrom::Start(offset))
+        .map_err(|e| Error::io("seek", &path, e))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", &path, e))?;
+    let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut out = Vec::new();
+    for line in buf[..complete].split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let entry: LogEntry = serde_json::from_slice(line).map_err(|e| Error::Json {
+            what: path.display().to_string(),
+            source: e,
+        })?;
+        out.push(entry);
+    }
+    Ok((out, offset + complete as u64))
+}
+
+// --- run ---------------------------------------------------------------------
+
+/// Maps the runtime's "cannot execute the command" to Docker's 126/127.
+fn command_error(
+    e: kiln_runtime_linux::Error,
+) -> std::result::Result<Error, kiln_runtime_linux::Error> {
+    match e {
+        kiln_runtime_linux::Error::Exec { program, source } => {
+            let exit_code = match source.raw_os_error() {
+                Some(libc_enoent) if libc_enoent == 2 || libc_enoent == 20 => 127,
+                _ => 126,
+            };
+            Ok(Error::ContainerCommand {
+                program,
+                exit_code,
+                source,
+            })
+        }
+        other => Err(other),
+    }
+}
+
+/// Runs (or re-runs) container `id`'s process on its kept upper layer,
+/// streaming its output to `stdout`/`stderr` and its log, and records its
+/// state (running with its pid, then exited with its code). Returns the
+/// exit code.
+pub fn run_attached(
+    root: &Root,
+    id: &str,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    stdin: Option<Box<dyn Read + Send>>,
+) -> Result<i32> {
+    let dir = container_dir(root, id);
+    let mut rec = read_record(&dir)?.corrected();
+    if rec.state == ContainerState::Running {
+        return Err(Error::Container {
+            container: rec.name.clone(),
+            message: "is already running".into(),
+        });
+    }
+    let image = resolve_local(root, &rec.image_digest)?;
+    let mut lowers = root
+        .snapshots()
+        .ensure(root.store(), &image.layer_digests()?)?;
+    if lowers.is_empty() {
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).map_err(|e| Error::io("create directory", &empty, e))?;
+        lowers.push(empty);
+    }
+    let spec = container_spec(&rec.config, rec.short_id())?;
+    let upper = dir.join("upper");
+    let work = dir.join("work");
+    let _ = std::fs::remove_dir_all(&work);
+    for d in [&upper, &work] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
+    }
+    let control = Control::new();
+    let mut opts = RunOptions::new();
+    opts.control = Some(control.clone());
+    if !rec.config.user.is_empty() {
+        opts.user = Some(rec.config.user.clone());
+    }
+    let container = Container::new(
+        spec,
+        RootFs::Overlay {
+            lowers,
+            upper,
+            work: work.clone(),
+        },
+        opts,
+    );
+    let log_path = dir.join("container.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::io("open", &log_path, e))?;
+
+    rec.state = ContainerState::Running;
+    rec.started_at = Some(now());
+    rec.pid = None;
+    rec.pid_start_time = None;
+    rec.monitor_pid = Some(std::process::id() as i32);
+    rec.exit_code = None;
+    rec.finished_at = None;
+    write_record(root, &rec)?;
+
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        // Records the container's pid as soon as it exists, so that `ps`,
+        // `exec` and `kill` find it while `run` blocks.
+        let watcher = s.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                if let Some(pid) = control.pid() {
+                    let mut r = rec.clone();
+                    r.pid = Some(pid);
+                    r.pid_start_time = process_start_time(pid);
+                    let _ = write_record(root, &r);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let mut out = LogSink {
+            log: &log,
+            stream: "stdout",
+            inner: stdout,
+            inner_ok: true,
+        };
+        let mut err = LogSink {
+            log: &log,
+            stream: "stderr",
+            inner: stderr,
+            inner_ok: true,
+        };
+        let mut stdio = Stdio::new(&mut out, &mut err);
+        if let Some(i) = stdin {
+            stdio = stdio.with_stdin(i);
+        }
+        let r = container.run(stdio);
+        done.store(true, Ordering::Release);
+        let _ = watcher.join();
+        r
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    rec.pid = None;
+    rec.pid_start_time = None;
+    rec.monitor_pid = None;
+    rec.finished_at = Some(now());
+    rec.state = ContainerState::Exited;
+    let outcome = match result {
+        Ok(status) => {
+            rec.exit_code = Some(status.code());
+            Ok(status.code())
+        }
+        Err(e) => match command_error(e) {
+            Ok(err) => {
+                if let Error::ContainerCommand { exit_code, .. } = &err {
+                    rec.exit_code = Some(*exit_code);
+                }
+                Err(err)
+            }
+            Err(e) => {
+                // As Docker: a container whose set-up failed stays created.
+                rec.state = ContainerState::Created;
+                rec.exit_code = Some(128);
+                Err(Error::step(format!("run container {}", rec.name), e))
+            }
+        },
+    };
+    // `rm -f` may have removed the container meanwhile: nothing to record.
+    if dir.exists() {
+        write_record(root, &rec)?;
+    }
+    outcome
+}
+
+/// The supervisor of a detached container (`kiln run -d`, `kiln start`):
+/// runs it with its output going only to its log, records how it ended,
+/// and removes it afterwards when it was created with `--rm`. A failure
+/// is also written to `monitor.err` in the container's directory for
+/// [`start_detached`] to report.
+pub fn monitor(root: &Root, id: &str) -> Result<i32> {
+    let dir = container_dir(root, id);
+    let r = run_attached(root, id, &mut std::io::sink(), &mut std::io::sink(), None);
+    if let Err(e) = &r {
+        let mut text = e.to_string();
+        let mut cur = std::error::Error::source(e);
+        while let Some(c) = cur {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cur = c.source();
+        }
+        let _ = std::fs::write(dir.join("monitor.err"), text);
+    }
+    if let Ok(rec) = read_record(&dir)
+        && rec.config.auto_remove
+    {
+        remove_files(root, &rec);
+    }
+    r
+}
+
+/// Starts container `id` in the background: spawns `monitor_command` (the
+/// caller's way of running [`monitor`] in a new process, e.g. its own
+/// binary with a hidden subcommand) with no standard streams, and waits
+/// until the container's process exists (or has already ended).
+pub fn start_detached(
+    root: &Root,
+    id: &str,
+    mut monitor_command: std::process::Command,
+) -> Result<ContainerRecord> {
+    let dir = container_dir(root, id);
+    let before = read_record(&dir)?.corrected();
+    if before.state == ContainerState::Running {
+        // Docker: starting a running container is a no-op.
+        return Ok(before);
+    }
+    let err_file = dir.join("monitor.err");
+    let _ = std::fs::remove_file(&err_file);
+    monitor_command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = monitor_command.spawn().map_err(|e| {
+        Error::io(
+            "start the container monitor",
+            PathBuf::from(monitor_command.get_program()),
+            e,
+        )
+    })?;
+    let monitor_pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(rec) = read_record(&dir)
+            && rec.monitor_pid == Some(monitor_pid)
+            && rec.pid.is_some()
+        {
+            return Ok(rec);
+        }
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        if exited {
+            if let Ok(text) = std::fs::read_to_string(&err_file) {
+                return Err(Error::Container {
+                    container: before.name.clone(),
+                    message: text,
+                });
+            }
+            // Ran and ended already (or removed itself with --rm).
+            return Ok(read_record(&dir).map(|r| r.corrected()).unwrap_or(before));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Container {
+                container: before.name.clone(),
+                message: "the container did not start within 60 seconds".into(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// --- signals, wait, remove ---------------------------------------------------
+
+/// Sends `signal` to a running container's first process (SIGKILL ends the
+/// whole container: it is pid 1 of its pid namespace).
+pub fn kill(root: &Root, name_or_id: &str, signal: i32) -> Result<ContainerRecord> {
+    let rec = lookup(root, name_or_id)?;
+    let pid = match (rec.effective_state(), rec.pid) {
+        (ContainerState::Running, Some(pid)) => pid,
+        _ => {
+            return Err(Error::Container {
+                container: name_or_id.to_string(),
+                message: "is not running".into(),
+            });
+        }
+    };
+    let sig = nix::sys::signal::Signal::try_from(signal).map_err(|e| Error::Container {
+        container: name_or_id.to_string(),
+        message: format!("invalid signal {signal}: {e}"),
+    })?;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(rec),
+        Err(e) => Err(Error::step(
+            format!("send signal {signal} to container {}", rec.name),
+            std::io::Error::from(e),
+        )),
+    }
+}
+
+/// Waits until the container is not running (or `timeout` passes) and
+/// returns its record.
+pub fn wait(root: &Root, id: &str, timeout: Option<Duration>) -> Result<ContainerRecord> {
+    let start = Instant::now();
+    loop {
+        let rec = read_record(&container_dir(root, id))?.corrected();
+        if rec.state != ContainerState::Running {
+            return Ok(rec);
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            return Ok(rec);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `docker stop`: SIGTERM, then SIGKILL after `timeout`. Stopping a
+/// container that is not running does nothing.
+pub fn stop(root: &Root, name_or_id: &str, timeout: Duration) -> Result<ContainerRecord> {
+    let rec = lookup(root, name_or_id)?;
+    if rec.effective_state() != ContainerState::Running {
+        return Ok(rec);
+    }
+    let _ = kill(root, &rec.id, libc_signal::SIGTERM);
+    let rec = wait(root, &rec.id, Some(timeout))?;
+    if rec.state != ContainerState::Running {
+        return Ok(rec);
+    }
+    let _ = kill(root, &rec.id, libc_signal::SIGKILL);
+    wait(root, &rec.id, Some(Duration::from_secs(30)))
+}
+
+/// Signal numbers used here (Linux).
+mod libc_signal {
+    pub const SIGTERM: i32 = 15;
+    pub const SIGKILL: i32 = 9;
+}
+
+/// Deletes a container's directory and name reservation.
+pub(crate) fn remove_files(root: &Root, rec: &ContainerRecord) {
+    let dir = container_dir(root, &rec.id);
+    // Rename first so that a concurrent `list` never sees half a container.
+    let gone = containers_dir(root).join(format!(".removing-{}", rec.id));
+    let target = if std::fs::rename(&dir, &gone).is_ok() {
+        gone
+    } else {
+        dir
+    };
+    let _ = std::fs::remove_dir_all(&target);
+    let name_file = containers_dir(root).join("names").join(&rec.name);
+    if std::fs::read_to_string(&name_file).is_ok_and(|owner| owner == rec.id) {
+        let _ = std::fs::remove_file(name_file);
+    }
+}
+
+/// `docker rm`: removes a container; a running one only with `force`,
+/// which kills it first.
+pub fn remove(root: &Root, name_or_id: &str, force: bool) -> Result<ContainerRecord> {
+    let rec = lookup(root, name_or_id)?;
+    if rec.effective_state() == ContainerState::Running {
+        if !force {
+            return Err(Error::Container {
+                container: name_or_id.to_string(),
+                message: "cannot remove a running container: stop the container before removing or force remove (-f)".into(),
+            });
+        }
+        let _ = kill(root, &rec.id, libc_signal::SIGKILL);
+        wait(root, &rec.id, Some(Duration::from_secs(30)))?;
+    }
+    remove_files(root, &rec);
+    Ok(rec)
+}
+
+// --- commit ------------------------------------------------------------------
+
+/// `docker commit` options.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CommitOptions {
+    /// `REPOSITORY[:TAG]` to tag the image with (untagged when `None`).
+    pub reference: Option<String>,
+    /// `-m`: the history entry's comment.
+    pub message: Option<String>,
+    /// `-a`: the image's author.
+    pub author: Option<String>,
+    /// `-c`: Dockerfile instructions applied to the config (CMD,
+    /// ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME,
+    /// WORKDIR).
+    pub changes: Vec<String>,
+    /// `-p`: stop (SIGSTOP) the container's processes while its changes
+    /// are read, and continue them afterwards.
+    pub pause: bool,
+}
+
+/// The processes in the pid namespace of `pid` (the container's).
+fn container_processes(pid: i32) -> Vec<i32> {
+    let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|other| other == ns))
+        .collect()
+}
+
+/// Stops the processes of a container and continues them when dropped.
+struct Paused(Vec<nix::unistd::Pid>);
+
+impl Paused {
+    fn new(pid: i32) -> Paused {
+        let mut stopped = Vec::new();
+        for p in container_processes(pid) {
+            let p = nix::unistd::Pid::from_raw(p);
+            if nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGSTOP).is_ok() {
+                stopped.push(p);
+            }
+        }
+        Paused(stopped)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = nix::sys::signal::kill(*p, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+}
+
+/// What [`commit`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Committed {
+    /// The image id (config digest, `sha256:...`), what `docker commit` prints.
+    pub image_id: String,
+    /// The manifest digest.
+    pub manifest_digest: String,
+}
+
+/// Turns a `--change` instruction into a config change, expanding
+/// variables against the config's environment as Docker does.
+pub fn parse_change(text: &str, config: &ImageConfig) -> Result<ConfigChange> {
+    let bad = |m: String| Error::Instruction {
+        line: 0,
+        message: format!("--change {text:?}: {m}"),
+    };
+    let ins =
+        kiln_dockerfile_parser::parse_instruction(text, '\\').map_err(|e| bad(e.to_string()))?;
+    let env: HashMap<String, String> = config.env().into_iter().collect();
+    let expand = |w: &str| expand_word(w, &env, '\\').map_err(|e| bad(e.to_string()));
+    let pairs = |kvs: &[kiln_dockerfile_parser::KeyValue]| -> Result<Vec<(String, String)>> {
+        kvs.iter()
+            .map(|kv| Ok((expand(&kv.key)?, expand(&kv.value)?)))
+            .collect()
+    };
+    let command = |c: &CommandLine| match c {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(s) => {
+            let mut v = config.shell();
+            v.push(s.clone());
+            v
+        }
+    };
+    Ok(match &ins.kind {
+        InstructionKind::Cmd(c) => ConfigChange::Cmd(command(&c.command)),
+        InstructionKind::Entrypoint(c) => ConfigChange::Entrypoint(command(&c.command)),
+        InstructionKind::Env(e) => ConfigChange::Env(pairs(&e.pairs)?),
+        InstructionKind::Label(l) => ConfigChange::Label(pairs(&l.pairs)?),
+        InstructionKind::Expose(e) => {
+            let mut ports = Vec::new();
+            for w in &e.ports {
+                for word in expand_words(&w.text, &env, '\\').map_err(|e| bad(e.to_string()))? {
+                    ports.extend(expand_ports(&word).map_err(bad)?);
+                }
+            }
+            ConfigChange::Expose(ports)
+        }
+        InstructionKind::Volume(v) => {
+            ConfigChange::Volume(v.paths.iter().map(|p| expand(p)).collect::<Result<_>>()?)
+        }
+        InstructionKind::User(u) => ConfigChange::User(expand(&u.user)?),
+        InstructionKind::Workdir(w) => {
+            ConfigChange::WorkingDir(resolve_workdir(&config.working_dir(), &expand(&w.path)?))
+        }
+        InstructionKind::Stopsignal(s) => ConfigChange::StopSignal(expand(&s.signal)?),
+        InstructionKind::Onbuild(o) => ConfigChange::OnBuild(o.expression.clone()),
+        other => {
+            return Err(bad(format!(
+                "{} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)",
+                other.name()
+            )));
+        }
+    })
+}
+
+/// `docker commit`: the container's changes (its overlay upper dir:
+/// whiteouts become deletions, opaque directories replacements) become a
+/// new layer on top of its image; the config is the image's plus
+/// `options.changes`, with a history entry; the image is stored (and
+/// tagged when `options.reference` is given).
+///
+/// A running container is committed as it is at that moment, with its
+/// processes stopped meanwhile when `options.pause` is set.
+pub fn commit(root: &Root, name_or_id: &str, options: &CommitOptions) -> Result<Committed> {
+    let rec = lookup(root, name_or_id)?;
+    let image = resolve_local(root, &rec.image_digest)?;
+    let mut config = image.config()?;
+    let changes: Vec<ConfigChange> = options
+        .changes
+        .iter()
+        .map(|c| parse_change(c, &config))
+        .collect::<Result<_>>()?;
+    for c in changes {
+        config.apply(c);
+    }
+    let paused = match (options.pause, rec.effective_state(), rec.pid) {
+        (true, ContainerState::Running, Some(pid)) => Some(Paused::new(pid)),
+        _ => None,
+    };
+    let upper = container_dir(root, &rec.id).join("upper");
+    let set = ChangeSet::from_overlay_upper(&upper)
+        .map_err(|e| Error::step(format!("scan the changes of container {}", rec.name), e))?;
+    let layer = root
+        .store()
+        .put_layer(&set, &WriteOptions::default())
+        .map_err(|e| Error::step(format!("write the layer of container {}", rec.name), e))?;
+    drop(paused);
+    config.push_diff_id(&layer.diff_id.to_string());
+    let created = timestamp(None);
+    config.push_history(&created, &rec.config.args.join(" "), false);
+    config.set_history_comment(options.message.as_deref().unwrap_or(""));
+    if let Some(a) = &options.author {
+        config.set_author(a);
+    }
+    config.set_created(&created);
+    let mut layers = image.layers.clone();
+    layers.push(LayerRef {
+        record: LayerRecord {
+            digest: layer.descriptor.digest().to_string(),
+            diff_id: layer.diff_id.to_string(),
+            size: layer.descriptor.size(),
+            media_type: layer.descriptor.media_type().to_string(),
+        },
+    });
+    let (manifest, config_desc) = write_image(root.store(), &config, &layers)?;
+    match &options.reference {
+        Some(r) => {
+            let name = ImageRef::parse(r)
+                .map_err(|m| Error::Image {
+                    reference: r.clone(),
+                    message: m,
+                    source: None,
+                })?
+                .to_string();
+            root.store()
+                .tag(&name, &manifest)
+                .map_err(|e| Error::step(format!("tag {name}"), e))?;
+        }
+        None => root
+            .store()
+            .add_untagged(&manifest)
+            .map_err(|e| Error::step("record the committed image", e))?,
+    }
+    Ok(Committed {
+        image_id: config_desc.digest().to_string(),
+        manifest_digest: manifest.digest().to_string(),
+    })
+}
+
+// --- exec --------------------------------------------------------------------
+
+/// `docker exec` options.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ExecRequest {
+    /// The command and its arguments.
+    pub cmd: Vec<String>,
+    /// `-e K=V` added to the container's environment.
+    pub env: Vec<String>,
+    /// `-u` (default: the container's user).
+    pub user: Option<String>,
+    /// `-w` (default: the container's working directory).
+    pub workdir: Option<String>,
+    /// `-t`.
+    pub tty: bool,
+}
+
+/// Runs a command in a running container (its namespaces, root, cgroup,
+/// user and security set-up) and returns its exit code.
+pub fn exec(
+    root: &Root,
+    name_or_id: &str,
+    req: &ExecRequest,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    stdin: Option<Box<dyn Read + Send>>,
+) -> Result<i32> {
+    let rec = lookup(root, name_or_id)?;
+    let pid = match (rec.effective_state(), rec.pid) {
+        (ContainerState::Running, Some(pid)) => pid,
+        _ => {
+            return Err(Error::Container {
+                container: name_or_id.to_string(),
+                message: "is not running".into(),
+            });
+        }
+    };
+    if req.cmd.is_empty() {
+        return Err(Error::Container {
+            container: name_or_id.to_string(),
+            message: "exec needs a command".into(),
+        });
+    }
+    let mut cfg = rec.config.clone();
+    cfg.args = req.cmd.clone();
+    cfg.tty = req.tty;
+    for e in &req.env {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        let value = match e.split_once('=') {
+            Some(_) => e.clone(),
+            None => match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            },
+        };
+        cfg.env
+            .retain(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) != key);
+        cfg.env.push(value);
+    }
+    if let Some(w) = &req.workdir {
+        cfg.workdir = w.clone();
+    }
+    let spec = container_spec(&cfg, rec.short_id())?;
+    let mut opts = RunOptions::new();
+    let user = req.user.clone().unwrap_or(cfg.user);
+    if !user.is_empty() {
+        opts.user = Some(user);
+    }
+    let mut stdio = Stdio::new(stdout, stderr);
+    if let Some(i) = stdin {
+        stdio = stdio.with_stdin(i);
+    }
+    match exec_in(pid, spec, opts, stdio) {
+        Ok(status) => Ok(status.code()),
+        Err(e) => Err(match command_error(e) {
+            Ok(err) => err,
+            Err(e) => Error::step(format!("exec in container {}", rec.name), e),
         }),
     }
 }

@@ -61,6 +61,9 @@ struct StatKey {
 pub struct BuildContext {
     root: PathBuf,
     entries: BTreeMap<String, ContextEntry>,
+    /// Paths `.dockerignore` left out (an excluded directory stands for
+    /// everything below it).
+    excluded: Vec<String>,
     digests: Mutex<HashMap<String, String>>,
     cache: Option<DigestCache>,
 }
@@ -71,6 +74,7 @@ impl BuildContext {
     /// re-include something inside them.
     pub fn open(root: &Path, ignore: &DockerIgnore, cache: Option<DigestCache>) -> Result<Self> {
         let mut entries = BTreeMap::new();
+        let mut excluded = Vec::new();
         let walk_exceptions = ignore.has_exceptions();
         let mut it = walkdir::WalkDir::new(root)
             .follow_links(false)
@@ -95,6 +99,7 @@ impl BuildContext {
                 .metadata()
                 .map_err(|e| Error::io("stat", entry.path(), e.into()))?;
             if ignore.is_excluded(&rel) {
+                excluded.push(rel.clone());
                 if md.is_dir() && !walk_exceptions {
                     it.skip_current_dir();
                 }
@@ -131,6 +136,7 @@ impl BuildContext {
         Ok(BuildContext {
             root: root.to_path_buf(),
             entries,
+            excluded,
             digests: Mutex::new(HashMap::new()),
             cache,
         })
@@ -144,6 +150,34 @@ impl BuildContext {
     /// All entries by `/`-separated path relative to the root, sorted.
     pub fn entries(&self) -> &BTreeMap<String, ContextEntry> {
         &self.entries
+    }
+
+    /// Whether the file or directory tree at `rel` (`""`: the whole
+    /// context) on disk holds exactly what the context holds there: nothing
+    /// below it was left out by `.dockerignore`, and neither it nor a parent
+    /// is a symlink (which could lead out of the context). Only then may it
+    /// be shown to a RUN step as it is (a read-only bind mount) instead of
+    /// through a filtered copy.
+    pub fn is_whole(&self, rel: &str) -> bool {
+        let prefix = format!("{rel}/");
+        let clean = self
+            .excluded
+            .iter()
+            .all(|x| !(rel.is_empty() || x == rel || x.starts_with(&prefix)));
+        let mut parts = String::new();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            if !parts.is_empty() {
+                parts.push('/');
+            }
+            parts.push_str(part);
+            let last = parts.len() == rel.len();
+            match self.get(&parts).map(|e| &e.kind) {
+                Some(EntryKind::Dir) => {}
+                Some(EntryKind::File) if last => {}
+                _ => return false,
+            }
+        }
+        clean
     }
 
     /// One entry.

@@ -90,6 +90,17 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// A registry refused or failed an account operation (login, search).
+    #[error("registry {registry}: {message}")]
+    Registry {
+        /// The registry (`docker.io`, `localhost:5000`).
+        registry: String,
+        /// What went wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A JSON document (config, manifest, cache record) is malformed.
     #[error("{what}: invalid JSON")]
     Json {
@@ -131,6 +142,18 @@ pub enum Error {
         container: String,
         /// What is wrong.
         message: String,
+    },
+    /// A container's command could not be executed (Docker's exit code 127
+    /// for a command not found, 126 for one that is not executable).
+    #[error("container command {program:?} cannot be run")]
+    ContainerCommand {
+        /// The command (`args[0]`).
+        program: String,
+        /// 127 (not found) or 126 (not executable).
+        exit_code: i32,
+        /// The errno of `execve`.
+        #[source]
+        source: std::io::Error,
     },
     /// The build was cancelled (another stage failed, or the caller asked).
     #[error("build cancelled")]

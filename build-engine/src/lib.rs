@@ -27,8 +27,8 @@
 //! registries ([`export_cache`], [`import_cache`]). Base images missing
 //! from the store are pulled with `kiln-registry-client` ([`pull_image`]);
 //! results can also be written as a directory, an OCI archive or a docker
-//! archive ([`Output`]). Snapshots and cache records are never garbage
-//! collected yet.
+//! archive ([`Output`]). Garbage collection of images, snapshots, the
+//! build cache and scratch space is in [`gc`].
 //!
 //! # Data flow
 //!
@@ -66,11 +66,14 @@ mod dockerignore;
 mod error;
 mod exec;
 mod fsutil;
+pub mod gc;
 mod image;
 pub mod images;
 mod output;
 mod progress;
 mod pull;
+mod push;
+mod registry;
 mod remote_cache;
 mod root;
 mod run;
@@ -88,9 +91,17 @@ pub use dockerignore::DockerIgnore;
 pub use error::{Cause, Error, Result};
 pub use exec::{ExecJob, ExecMount, Executor, LinuxExecutor, NetworkMode};
 pub use image::{ImageRef, LocalImage, resolve_local};
+pub use kiln_registry_client::{Client as RegistryClient, SearchResult};
 pub use output::Output;
 pub use progress::{Event, EventKind, Progress, StepId, Stream};
-pub use pull::pull_image;
+pub use pull::{
+    LayerStatus, PullEvent, PullOptions, PullProgress, PullResult, no_pull_progress, pull,
+    pull_image,
+};
+pub use push::{
+    PushEvent, PushProgress, PushResult, PushStatus, blob_sources, push, repository_tags,
+};
+pub use registry::{login, logout, registry_client, registry_name, search};
 pub use remote_cache::{CACHE_CONFIG_MEDIA_TYPE, export_cache, import_cache};
 pub use root::Root;
 pub use run::{RunRequest, import_rootfs, run_image};

@@ -30,9 +30,8 @@ fn reg_err(reference: &str, message: &str, e: kiln_registry_client::Error) -> Er
     }
 }
 
-fn client(root: &Root, reference: &str) -> Result<Client> {
-    Client::new(root.settings().client_config())
-        .map_err(|e| reg_err(reference, "create registry client", e))
+fn client(root: &Root, _reference: &str) -> Result<Client> {
+    root.registry_client()
 }
 
 /// Pushes `records` (and the layers they name) to `reference`.

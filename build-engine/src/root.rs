@@ -93,8 +93,7 @@ impl Root {
     /// A registry client configured by [`Root::settings`], credentials from
     /// Docker's `config.json`.
     pub fn registry_client(&self) -> Result<kiln_registry_client::Client> {
-        kiln_registry_client::Client::new(self.settings.client_config())
-            .map_err(|e| Error::step("create registry client", e))
+        crate::registry::registry_client(&self.settings)
     }
 
     /// A fresh scratch directory that is removed when dropped.

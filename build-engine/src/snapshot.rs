@@ -205,6 +205,19 @@ impl MergedView {
     /// Copies `rel` (file, link or directory, recursively merged) to `dest`.
     /// Returns false when `rel` does not exist.
     pub fn copy_out(&self, rel: &str, dest: &Path) -> Result<bool> {
+        self.materialize(rel, dest, false)
+    }
+
+    /// Like [`MergedView::copy_out`], but regular files are hard links to
+    /// the snapshot's files (copied only where a link is impossible, e.g.
+    /// across file systems): the merged tree at the cost of its metadata.
+    /// The result shares inodes with the snapshots, so it must only ever
+    /// be exposed read-only (a read-only bind mount).
+    pub fn link_out(&self, rel: &str, dest: &Path) -> Result<bool> {
+        self.materialize(rel, dest, true)
+    }
+
+    fn materialize(&self, rel: &str, dest: &Path, link: bool) -> Result<bool> {
         let Some(real) = self.lookup(rel) else {
             return Ok(false);
         };
@@ -217,10 +230,13 @@ impl MergedView {
                 } else {
                     format!("{}/{name}", rel.trim_end_matches('/'))
                 };
-                self.copy_out(&child, &dest.join(&name))?;
+                self.materialize(&child, &dest.join(&name), link)?;
             }
         } else {
-            crate::copy::copy_node(&real, dest, None)?;
+            let linked = link && md.is_file() && std::fs::hard_link(&real, dest).is_ok();
+            if !linked {
+                crate::copy::copy_node(&real, dest, None)?;
+            }
         }
         Ok(true)
     }

@@ -79,7 +79,9 @@ pub use error::{Diagnostic, Error, ExpandErrorKind};
 pub use instruction::{
     CommandLine, Flag, Instruction, InstructionKind, KeyValue, Word, parse_mount,
 };
-pub use lint::{CheckConfig, Lint, LintOptions, RULES, Rule, Severity, lint, lint_source, rule};
+pub use lint::{
+    CheckConfig, Lint, LintOptions, PROXY_ARGS, RULES, Rule, Severity, lint, lint_source, rule,
+};
 pub use shell::{Expander, Expansion, NoEnv, Variables, expand_word, expand_words};
 pub use span::{LineIndex, Position, Span};
 pub use syntax::{

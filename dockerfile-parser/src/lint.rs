@@ -303,17 +303,10 @@ pub struct LintOptions {
     pub build_args: Vec<String>,
 }
 
-/// Args BuildKit defines for every build (usable in FROM and in stages).
-const PREDEFINED_ARGS: &[&str] = &[
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-    "TARGETSTAGE",
+/// The proxy build args Docker predefines: usable in every stage without an
+/// `ARG`, passed to RUN steps, and kept out of the image history and the
+/// cache key (Dockerfile reference, "Predefined ARGs").
+pub const PROXY_ARGS: [&str; 10] = [
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -324,9 +317,28 @@ const PREDEFINED_ARGS: &[&str] = &[
     "no_proxy",
     "ALL_PROXY",
     "all_proxy",
+];
+
+/// Args BuildKit defines for every build (usable in FROM and in stages),
+/// besides [`PROXY_ARGS`].
+const PREDEFINED_ARGS: &[&str] = &[
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "TARGETSTAGE",
     "BUILDKIT_SYNTAX",
     "SOURCE_DATE_EPOCH",
 ];
+
+/// Every predefined arg: [`PREDEFINED_ARGS`] and [`PROXY_ARGS`].
+fn predefined_args() -> impl Iterator<Item = &'static str> {
+    PREDEFINED_ARGS.iter().copied().chain(PROXY_ARGS)
+}
 
 /// Variables a base image usually sets; kiln cannot see the image, so
 /// `UndefinedVar` does not report these.
@@ -523,14 +535,13 @@ fn check_stages(cx: &mut Ctx<'_>, options: &LintOptions) {
         for w in &from_words {
             for v in referenced_vars(w, escape) {
                 if !global.contains_key(&v)
-                    && !PREDEFINED_ARGS.contains(&v.as_str())
+                    && !predefined_args().any(|p| p == v)
                     && !options.build_args.contains(&v)
                 {
-                    let known: Vec<&str> = global
-                        .keys()
-                        .map(String::as_str)
-                        .chain(PREDEFINED_ARGS.iter().copied())
-                        .collect();
+                    let mut known: Vec<&str> = global.keys().map(String::as_str).collect();
+                    for p in predefined_args() {
+                        known.push(p);
+                    }
                     let hint = instruction::suggest(&v, &known)
                         .map(|s| format!(" (did you mean {s}?)"))
                         .unwrap_or_default();
@@ -546,11 +557,7 @@ fn check_stages(cx: &mut Ctx<'_>, options: &LintOptions) {
             let env: Vec<(String, String)> = global
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
-                .chain(
-                    PREDEFINED_ARGS
-                        .iter()
-                        .map(|k| ((*k).to_owned(), "linux/amd64".to_owned())),
-                )
+                .chain(predefined_args().map(|k| (k.to_owned(), "linux/amd64".to_owned())))
                 .collect();
             let expanded = crate::expand_word(&from.image.text, &env, escape).unwrap_or_default();
             let only_declared = referenced_vars(&from.image.text, escape)
@@ -711,7 +718,7 @@ fn check_instructions(cx: &mut Ctx<'_>, options: &LintOptions) {
     for stage in &stages {
         let mut defined: BTreeSet<String> =
             COMMON_IMAGE_ENV.iter().map(|s| (*s).to_owned()).collect();
-        defined.extend(PREDEFINED_ARGS.iter().map(|s| (*s).to_owned()));
+        defined.extend(predefined_args().map(str::to_owned));
         defined.extend(options.build_args.iter().cloned());
         if let Some(parent) = stage_vars.get(&stage.from.image.text.to_lowercase()) {
             defined.extend(parent.iter().cloned());

@@ -221,3 +221,311 @@ async fn a_failing_stage_cancels_its_parallel_sibling_and_its_error_is_reported(
     );
     assert!(exec.runs.lock().unwrap().iter().any(|r| r == "saw-cancel"));
 }
+
+/// Collects the events of one build, keyed by step label.
+async fn build_events(
+    root: Root,
+    ctx: &std::path::Path,
+    exec: Arc<Counting>,
+) -> Vec<kiln_build_engine::Event> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let b = Builder::new(root)
+        .with_executor(exec)
+        .with_progress(Progress::new(tx));
+    b.build(BuildRequest::new(ctx)).await.unwrap();
+    drop(b);
+    let mut out = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        out.push(ev);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_step_reports_started_and_finished_or_cached() {
+    let df = "FROM scratch\nARG V=1\nENV A=b\nLABEL l=v\nEXPOSE 80\nUSER 0\nWORKDIR /\nRUN one\nCMD [\"x\"]\nCOPY a.txt /a\nSTOPSIGNAL SIGINT\n";
+    let (ctx, state, root) = setup(df);
+    let exec = Arc::new(Counting::default());
+    for round in 0..2 {
+        let root = Root::open(state.path()).unwrap();
+        let events = build_events(root, ctx.path(), exec.clone()).await;
+        // Every instruction (11 lines, FROM included) is a step with events.
+        let mut labels: Vec<String> = Vec::new();
+        for ev in &events {
+            if let Some(s) = &ev.step
+                && !labels.contains(&s.label)
+            {
+                labels.push(s.label.clone());
+            }
+        }
+        assert_eq!(labels.len(), 11, "round {round}: {labels:?}");
+        for label in &labels {
+            let kinds: Vec<&EventKind> = events
+                .iter()
+                .filter(|e| e.step.as_ref().is_some_and(|s| &s.label == label))
+                .map(|e| &e.kind)
+                .filter(|k| !matches!(k, EventKind::CacheMiss { .. } | EventKind::Log { .. }))
+                .collect();
+            let ok = matches!(
+                kinds.as_slice(),
+                [EventKind::Started, EventKind::Finished { .. }] | [EventKind::Cached]
+            );
+            assert!(ok, "round {round}: {label}: {kinds:?}");
+        }
+        // Layer steps are cached on the second round; metadata steps still
+        // report start and finish.
+        let cached: Vec<&String> = labels
+            .iter()
+            .filter(|l| {
+                events.iter().any(|e| {
+                    e.step.as_ref().is_some_and(|s| &s.label == *l)
+                        && matches!(e.kind, EventKind::Cached)
+                })
+            })
+            .collect();
+        if round == 0 {
+            assert!(cached.is_empty(), "{cached:?}");
+        } else {
+            // WORKDIR on `scratch` creates its directory: a layer step.
+            assert_eq!(cached.len(), 3, "WORKDIR, RUN and COPY: {cached:?}");
+        }
+        let env = labels.iter().find(|l| l.contains("ENV A=b")).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.step.as_ref().is_some_and(|s| &s.label == env)
+                    && matches!(e.kind, EventKind::Finished { .. }))
+        );
+    }
+    drop(root);
+}
+
+fn diff_ids(config: &serde_json::Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_link_layer_is_independent_of_the_base_and_cached_across_bases() {
+    // Two different bases; the linked layer must be byte-identical on both
+    // and come from the cache once built on either.
+    let df = "ARG BASE=one\nFROM scratch AS one\nCOPY b.txt /base\nFROM scratch AS two\nRUN other-base\nFROM ${BASE}\nCOPY --link a.txt /app/\nRUN after\n";
+    let (ctx, _state, root) = setup(df);
+    let exec = Arc::new(Counting::default());
+    let b = Builder::new(root.clone()).with_executor(exec.clone());
+    let mut req = BuildRequest::new(ctx.path()).tag("link:1");
+    let r1 = b.build(req.clone()).await.unwrap();
+    let ids1 = diff_ids(&r1.config);
+    assert_eq!(ids1.len(), 3, "base, link, run: {ids1:?}");
+
+    // Another base: the linked COPY is a hit, the RUN after it is not.
+    req.options.build_args.insert("BASE".into(), "two".into());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let b2 = Builder::new(root.clone())
+        .with_executor(exec.clone())
+        .with_progress(Progress::new(tx));
+    let r2 = b2.build(req.clone()).await.unwrap();
+    drop(b2);
+    let mut cached = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        if matches!(ev.kind, EventKind::Cached) {
+            cached.push(ev.step.unwrap().label);
+        }
+    }
+    assert!(
+        cached.iter().any(|l| l.contains("COPY --link")),
+        "linked COPY not cached on a new base: {cached:?}"
+    );
+    assert!(
+        !cached.iter().any(|l| l.contains("RUN after")),
+        "{cached:?}"
+    );
+    let ids2 = diff_ids(&r2.config);
+    assert_eq!(ids2.len(), 3, "{ids2:?}");
+    assert_ne!(ids1[0], ids2[0], "the bases differ");
+    assert_eq!(ids1[1], ids2[1], "the linked layer is the same layer");
+    let runs = exec.runs.lock().unwrap().clone();
+    assert_eq!(
+        runs.iter().filter(|r| r.contains("after")).count(),
+        2,
+        "{runs:?}"
+    );
+
+    // The base changes content (same Dockerfile, BASE=one): still a hit.
+    std::fs::write(ctx.path().join("b.txt"), "changed base").unwrap();
+    req.options.build_args.insert("BASE".into(), "one".into());
+    let r3 = b.build(req.clone()).await.unwrap();
+    let ids3 = diff_ids(&r3.config);
+    assert_ne!(ids3[0], ids1[0]);
+    assert_eq!(ids3[1], ids1[1]);
+    // steps: COPY b.txt (miss), COPY --link (hit), RUN after (miss).
+    assert_eq!((r3.steps, r3.cached), (3, 1));
+
+    // The rebased image holds the base's file and the linked file.
+    let img = kiln_build_engine::resolve_local(&root, "link:1").unwrap();
+    let lowers = root
+        .snapshots()
+        .ensure(root.store(), &img.layer_digests().unwrap())
+        .unwrap();
+    let view = kiln_build_engine::MergedView::new(lowers);
+    assert_eq!(view.read("base").unwrap(), b"changed base");
+    assert_eq!(view.read("app/a.txt").unwrap(), b"a");
+
+    // Without --link the same change invalidates the COPY.
+    let df_nolink = df.replace("COPY --link", "COPY");
+    std::fs::write(ctx.path().join("Dockerfile"), df_nolink).unwrap();
+    let r4 = b.build(req.clone()).await.unwrap();
+    std::fs::write(ctx.path().join("b.txt"), "changed again").unwrap();
+    let r5 = b.build(req).await.unwrap();
+    assert_eq!((r4.steps, r5.steps, r5.cached), (3, 3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_link_builds_the_same_bytes_on_any_base_without_the_cache() {
+    // Built from scratch each time (--no-cache), on two different bases:
+    // the linked layer does not read the base, so its blob is identical.
+    // (SOURCE_DATE_EPOCH fixes the times of the directories it creates.)
+    let df = "ARG BASE=one\nFROM scratch AS one\nCOPY b.txt /app\nFROM scratch AS two\nRUN other-base\nFROM ${BASE}\nCOPY --link a.txt /app\n";
+    let (ctx, _state, root) = setup(df);
+    let b = Builder::new(root).with_executor(Arc::new(Counting::default()));
+    let mut layers = Vec::new();
+    for base in ["one", "two"] {
+        let mut req = BuildRequest::new(ctx.path());
+        req.options.no_cache = true;
+        req.options.source_date_epoch = Some(1_700_000_000);
+        req.options.build_args.insert("BASE".into(), base.into());
+        let r = b.build(req).await.unwrap();
+        layers.push(diff_ids(&r.config).last().unwrap().clone());
+    }
+    // Base `one` has a file /app, base `two` has none: the linked COPY
+    // (no trailing slash) writes the same file /app on both.
+    assert_eq!(layers[0], layers[1]);
+}
+
+/// Looks at the RUN step's bind mounts while it "runs", as the process
+/// inside would: what is visible, and whether it is the source itself.
+#[derive(Debug, Default)]
+struct BindInspector {
+    seen: Mutex<Vec<(String, std::path::PathBuf, bool)>>,
+    facts: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl Executor for BindInspector {
+    fn run(&self, job: &ExecJob, _output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let mut facts = self.facts.lock().unwrap();
+        for m in &job.mounts {
+            if let kiln_build_engine::ExecMount::Bind {
+                source,
+                target,
+                read_only,
+            } = m
+            {
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push((target.clone(), source.clone(), *read_only));
+                let mut names: Vec<String> = std::fs::read_dir(source)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                names.sort();
+                facts.insert(format!("{target} names"), names.join(","));
+                if let Ok(md) = std::fs::metadata(source.join("a.txt")) {
+                    facts.insert(format!("{target} a.txt ino"), md.ino().to_string());
+                }
+                if !*read_only {
+                    // A step writing to an rw bind mount.
+                    std::fs::write(source.join("a.txt"), "scribbled").unwrap();
+                    std::fs::write(source.join("new.txt"), "new").unwrap();
+                }
+            }
+        }
+        std::fs::write(job.upper.join("ran"), "x").unwrap();
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_mounts_are_the_sources_read_only_and_rw_writes_are_discarded() {
+    use std::os::unix::fs::MetadataExt;
+    let df = "FROM scratch AS base\nCOPY a.txt /data/a.txt\nCOPY b.txt /data/b.txt\n\nFROM scratch\nRUN --mount=type=bind,target=/ctx --mount=type=bind,source=sub,target=/sub --mount=type=bind,from=base,source=/data,target=/st --mount=type=bind,from=base,source=/data/a.txt,target=/one --mount=type=bind,target=/rw,rw check\n";
+    let (ctx, _state, root) = setup(df);
+    std::fs::write(ctx.path().join(".dockerignore"), "secret.txt\n").unwrap();
+    std::fs::write(ctx.path().join("secret.txt"), "s").unwrap();
+    std::fs::create_dir(ctx.path().join("sub")).unwrap();
+    std::fs::write(ctx.path().join("sub/a.txt"), "sub a").unwrap();
+    let exec = Arc::new(BindInspector::default());
+    let b = Builder::new(root.clone()).with_executor(exec.clone());
+    b.build(BuildRequest::new(ctx.path())).await.unwrap();
+
+    let seen = exec.seen.lock().unwrap().clone();
+    let facts = exec.facts.lock().unwrap().clone();
+    let by_target = |t: &str| {
+        seen.iter()
+            .find(|(target, ..)| target == t)
+            .unwrap()
+            .clone()
+    };
+    // A context directory with nothing ignored below it: the directory.
+    let (_, sub_src, sub_ro) = by_target("/sub");
+    assert!(sub_ro);
+    assert_eq!(sub_src, ctx.path().join("sub"));
+    // The whole context has an ignored file: a filtered view whose files
+    // are the context's own (hard links), never a copy of the content.
+    let (_, ctx_src, ctx_ro) = by_target("/ctx");
+    assert!(ctx_ro);
+    assert_ne!(ctx_src, ctx.path());
+    assert!(!facts["/ctx names"].contains("secret.txt"), "{facts:?}");
+    assert!(facts["/ctx names"].contains("a.txt"));
+    let ctx_ino = std::fs::metadata(ctx.path().join("a.txt")).unwrap().ino();
+    assert_eq!(facts["/ctx a.txt ino"], ctx_ino.to_string());
+    // Another stage: its layers merged, files shared with the snapshots.
+    let (_, st_src, st_ro) = by_target("/st");
+    assert!(st_ro);
+    assert_eq!(facts["/st names"], "a.txt,b.txt");
+    assert!(st_src.starts_with(root.dir().join("tmp")));
+    let img_layers = std::fs::read_dir(root.dir().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::metadata(e.path().join("data/a.txt")).ok())
+        .map(|m| m.ino().to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        img_layers.contains(&facts["/st a.txt ino"]),
+        "{img_layers:?} {facts:?}"
+    );
+    // A single file of a stage: bound straight from its snapshot.
+    let (_, one_src, _) = by_target("/one");
+    assert!(
+        one_src.starts_with(root.dir().join("snapshots")),
+        "{one_src:?}"
+    );
+    // rw: a scratch copy; what the step wrote is gone, the context intact.
+    let (_, rw_src, rw_ro) = by_target("/rw");
+    assert!(!rw_ro);
+    assert_eq!(
+        std::fs::read_to_string(ctx.path().join("a.txt")).unwrap(),
+        "a"
+    );
+    assert!(!ctx.path().join("new.txt").exists());
+    assert!(!rw_src.exists(), "scratch copy removed after the step");
+    // Nothing of the mounts went into the layer.
+    b.build(BuildRequest::new(ctx.path()).tag("bind:1"))
+        .await
+        .unwrap();
+    let img = kiln_build_engine::resolve_local(&root, "bind:1").unwrap();
+    let lowers = root
+        .snapshots()
+        .ensure(root.store(), &img.layer_digests().unwrap())
+        .unwrap();
+    let view = kiln_build_engine::MergedView::new(lowers);
+    assert_eq!(view.read_dir("").into_keys().collect::<Vec<_>>(), ["ran"]);
+}

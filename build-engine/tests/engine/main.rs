@@ -10,3 +10,4 @@ mod cache;
 mod config;
 mod context;
 mod dockerignore;
+mod gc;
