@@ -1556,6 +1556,7 @@ mod tests {
             config_digest: image.id.clone(),
             config: RunConfig::default(),
             created: 1,
+            created_nanos: 0,
             state: if running {
                 ContainerState::Running
             } else {
@@ -1568,6 +1569,7 @@ mod tests {
                 None
             },
             monitor_pid: None,
+            monitor_start_time: None,
             started_at: None,
             exit_code: None,
             finished_at: None,
