@@ -256,3 +256,49 @@ fn rmi_refuses_images_containers_use_until_they_are_removed() {
     );
     assert!(!f.has_blob(&id));
 }
+
+#[test]
+fn concurrent_tags_and_removals_keep_the_index_consistent() {
+    let f = Fresh::new();
+    // Sixteen processes tag at once, then eight remove half of the tags
+    // while eight others add more: every update of index.json happens under
+    // the store lock, so none is lost.
+    let spawn = |args: Vec<String>| {
+        std::process::Command::new(crate::support::KILN)
+            .args(&args)
+            .env("KILN_ROOT", &f.root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_all = |children: Vec<std::process::Child>| {
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        }
+    };
+    wait_all(
+        (0..16)
+            .map(|i| spawn(vec!["tag".into(), "busybox".into(), format!("t:{i}")]))
+            .collect(),
+    );
+    let mut children: Vec<_> = (0..8)
+        .map(|i| spawn(vec!["rmi".into(), format!("t:{i}")]))
+        .collect();
+    children
+        .extend((16..24).map(|i| spawn(vec!["tag".into(), "busybox".into(), format!("t:{i}")])));
+    wait_all(children);
+    let mut tags = f.tags();
+    tags.sort();
+    let mut want: Vec<String> = (8..24)
+        .map(|i| format!("docker.io/library/t:{i}"))
+        .collect();
+    want.push("docker.io/library/busybox:latest".into());
+    want.sort();
+    assert_eq!(tags, want);
+    let digest = f.manifest_digest("docker.io/library/busybox:latest");
+    assert!(f.index().iter().all(|m| m["digest"] == digest.as_str()));
+    let run = f.kiln(&["run", "--rm", "t:23", "/bin/true"]);
+    assert!(run.status.success(), "{}", text(&run));
+}
