@@ -623,7 +623,9 @@ pub fn remove_image(root: &Root, reference: &str, force: bool) -> Result<Vec<Rem
             events.push(RemoveEvent::Untagged(familiar_name(&name)));
             return Ok(events);
         }
-        Matched::Tag(name) => {
+        // The last tag: it goes, and the image with it unless a container
+        // needs it.
+        Matched::Tag(_) => {
             if let Some(u) = users.first()
                 && !force
             {
@@ -636,7 +638,6 @@ pub fn remove_image(root: &Root, reference: &str, force: bool) -> Result<Vec<Rem
                     ),
                 });
             }
-            let _ = name;
         }
         Matched::Id => {
             if let Some(u) = users.iter().find(|u| u.running) {
