@@ -357,3 +357,29 @@ fn oci_archives_from_skopeo_load_too() {
     );
     assert!(run.status.success(), "{}", text(&run));
 }
+
+#[test]
+fn save_refuses_a_terminal_and_load_an_interactive_stdin() {
+    let f = Fresh::new();
+    // `script` gives kiln a pseudo-terminal as stdin and stdout.
+    let on_tty = |cmd: &str| {
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} {cmd}", crate::support::KILN),
+                "/dev/null",
+            ])
+            .env("KILN_ROOT", &f.root)
+            .output()
+            .expect("run script (apt-get install bsdutils)");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    assert_eq!(
+        on_tty("save busybox"),
+        "Error: cowardly refusing to save to a terminal. Use the -o flag or redirect\n"
+    );
+    assert_eq!(
+        on_tty("load"),
+        "Error: requested load from stdin, but stdin is empty\n"
+    );
+}
