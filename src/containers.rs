@@ -120,6 +120,12 @@ pub struct PsArgs {
     /// Filter output: `status=running|exited|created`, `name=NAME`, `id=ID`.
     #[arg(short = 'f', long = "filter")]
     filter: Vec<String>,
+    /// Show the n last created containers (all states).
+    #[arg(short = 'n', long)]
+    last: Option<usize>,
+    /// Show the latest created container (all states).
+    #[arg(short = 'l', long)]
+    latest: bool,
 }
 
 /// Runs `kiln ps`.
@@ -142,10 +148,13 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         filters.push((k.to_string(), v.to_string()));
     }
     let has_status = filters.iter().any(|(k, _)| k == "status");
+    // -n/-l imply -a, as Docker's.
+    let last = if args.latest { Some(1) } else { args.last };
+    let all = args.all || last.is_some();
     let now = now();
     let list: Vec<ContainerRecord> = containers::list(&root)?
         .into_iter()
-        .filter(|c| args.all || has_status || c.effective_state() == ContainerState::Running)
+        .filter(|c| all || has_status || c.effective_state() == ContainerState::Running)
         .filter(|c| {
             // Values of one key are alternatives; keys all apply (Docker).
             ["status", "name", "id"].iter().all(|key| {
@@ -162,6 +171,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
                     })
             })
         })
+        .take(last.unwrap_or(usize::MAX))
         .collect();
     if args.quiet {
         let mut out = std::io::stdout().lock();
@@ -294,12 +304,13 @@ pub fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let code = containers::run_attached(
+        let code = containers::run_attached_with(
             &root,
             &c.id,
             &mut std::io::stdout(),
             &mut std::io::stderr(),
             stdin,
+            crate::run::proxy_signals(),
         );
         drop(saved);
         return Ok(crate::run::exit_code(code?));
@@ -310,6 +321,41 @@ pub fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         println!("{n}");
         Ok(())
     })
+}
+
+/// `kiln diff` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln diff c1\n  kiln container diff web")]
+pub struct DiffArgs {
+    /// The container.
+    container: String,
+}
+
+/// Runs `kiln diff`: `A`/`C`/`D` and the path, one per line.
+pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    let mut out = std::io::stdout().lock();
+    for (letter, path) in containers::diff(&root, &args.container)? {
+        writeln!(out, "{letter} {path}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln rename` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln rename elegant_agnesi web")]
+pub struct RenameArgs {
+    /// The container.
+    container: String,
+    /// Its new name.
+    new_name: String,
+}
+
+/// Runs `kiln rename`.
+pub fn rename(args: RenameArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    containers::rename(&root, &args.container, &args.new_name)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `kiln stop` arguments.
@@ -518,21 +564,8 @@ pub fn commit(args: CommitArgs) -> anyhow::Result<ExitCode> {
     after_help = "Examples:\n  kiln exec web cat /etc/hostname\n  kiln exec -it web sh\n  kiln exec -e MODE=debug -u nobody -w /tmp web env"
 )]
 pub struct ExecArgs {
-    /// Keep standard input open.
-    #[arg(short = 'i', long)]
-    interactive: bool,
-    /// Allocate a pseudo-terminal.
-    #[arg(short = 't', long)]
-    tty: bool,
-    /// Set an environment variable `KEY=VALUE` (or `KEY` from the environment).
-    #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
-    /// User (`name`, `uid`, `name:group`, `uid:gid`).
-    #[arg(short = 'u', long)]
-    user: Option<String>,
-    /// Working directory in the container.
-    #[arg(short = 'w', long)]
-    workdir: Option<String>,
+    #[command(flatten)]
+    process: crate::run::ProcessArgs,
     /// The container.
     container: String,
     /// Command and arguments.
@@ -545,16 +578,16 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let root = Root::open_configured()?;
     let mut req = ExecRequest::default();
     req.cmd = args.command.clone();
-    req.env = args.env.clone();
-    req.user = args.user.clone();
-    req.workdir = args.workdir.clone();
-    req.tty = args.tty;
-    let stdin: Option<Box<dyn std::io::Read + Send>> = if args.interactive {
+    req.env = args.process.env.clone();
+    req.user = args.process.user.clone();
+    req.workdir = args.process.workdir.clone();
+    req.tty = args.process.tty;
+    let stdin: Option<Box<dyn std::io::Read + Send>> = if args.process.interactive {
         Some(Box::new(std::io::stdin()))
     } else {
         None
     };
-    let saved = if args.tty {
+    let saved = if args.process.tty {
         crate::run::RawMode::enter()
     } else {
         None
@@ -569,6 +602,154 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     );
     drop(saved);
     Ok(crate::run::exit_code(code?))
+}
+
+/// `kiln container ...`: Docker's `docker container` command group.
+#[derive(Debug, clap::Subcommand)]
+pub enum ContainerCommand {
+    /// List containers.
+    #[command(visible_alias = "ps", alias = "list")]
+    Ls(PsArgs),
+    /// Display detailed information on one or more containers.
+    Inspect(InspectArgs),
+    /// Remove one or more containers.
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Remove all stopped containers.
+    Prune(PruneArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(DiffArgs),
+    /// Start one or more stopped containers.
+    Start(StartArgs),
+    /// Stop one or more running containers.
+    Stop(StopArgs),
+    /// Send a signal to one or more running containers.
+    Kill(KillArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(WaitArgs),
+    /// Fetch the logs of a container.
+    Logs(LogsArgs),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+}
+
+/// Runs `kiln container SUBCOMMAND`.
+pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ContainerCommand::Ls(a) => ps(a),
+        ContainerCommand::Inspect(a) => inspect(a),
+        ContainerCommand::Rm(a) => rm(a),
+        ContainerCommand::Prune(a) => prune(a),
+        ContainerCommand::Rename(a) => rename(a),
+        ContainerCommand::Diff(a) => diff(a),
+        ContainerCommand::Start(a) => start(a),
+        ContainerCommand::Stop(a) => stop(a),
+        ContainerCommand::Kill(a) => kill(a),
+        ContainerCommand::Wait(a) => wait(a),
+        ContainerCommand::Logs(a) => logs(a),
+        ContainerCommand::Commit(a) => commit(a),
+        ContainerCommand::Exec(a) => exec(a),
+    }
+}
+
+/// `kiln container inspect` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln container inspect web\n  kiln container inspect c1 c2")]
+pub struct InspectArgs {
+    /// Containers (name, id or id prefix).
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Runs `kiln container inspect`: a JSON array in Docker's shape; missing
+/// containers are reported on stderr and make the exit code 1.
+pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    let mut found = Vec::new();
+    let mut failed = false;
+    for c in &args.containers {
+        match containers::inspect(&root, c) {
+            Ok(i) => found.push(i),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    serde::Serialize::serialize(&found, &mut ser)?;
+    println!("{}", String::from_utf8(buf)?);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `kiln container prune` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln container prune -f")]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short = 'f', long)]
+    force: bool,
+}
+
+/// Runs `kiln container prune`.
+pub fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    if !args.force {
+        eprint!(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let root = Root::open_configured()?;
+    let (removed, bytes) = containers::prune(&root)?;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for c in &removed {
+            println!("{}", c.id);
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Docker's `units.HumanSize` (decimal units, 3 significant digits).
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = format!("{v:.3}");
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let s = format!("{:.*}", digits, s.parse::<f64>().unwrap_or(v));
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
 }
 
 /// Arguments of the hidden monitor subcommand.
@@ -607,6 +788,13 @@ mod tests {
         assert_eq!(human_duration(3 * 3600), "3 hours");
         assert_eq!(human_duration(3 * 86_400), "3 days");
         assert_eq!(human_duration(20 * 86_400), "2 weeks");
+    }
+
+    #[test]
+    fn sizes_as_docker_prints_them() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1500), "1.5kB");
+        assert_eq!(human_size(123_456_789), "123MB");
     }
 
     #[test]

@@ -202,11 +202,16 @@ fn tabwrite(lines: &[String]) -> String {
 /// Prints rows with `format`: `table ...` (header + aligned columns), `json`
 /// (`{{json .}}` per row), or a plain template per row. `headers` maps
 /// field names to column titles.
-fn print_rows(format: &str, rows: &[Value], headers: &[(&str, &str)]) -> anyhow::Result<()> {
+fn print_rows(
+    format: &str,
+    default_table: &str,
+    rows: &[Value],
+    headers: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let (table, body) = match format.strip_prefix("table") {
-        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
-            (true, rest.trim_start())
-        }
+        // A bare `table` is the command's default table, as in Docker.
+        Some(rest) if rest.trim().is_empty() => (true, default_table),
+        Some(rest) if rest.starts_with(char::is_whitespace) => (true, rest.trim_start()),
         _ => (false, format),
     };
     let body = if body == "json" { "{{json .}}" } else { body };
@@ -349,16 +354,17 @@ pub fn run_images(args: ImagesArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .flat_map(|i| image_rows(i, args.no_trunc))
         .collect();
+    let default = if args.digests {
+        "{{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
     let format = if args.quiet {
         "{{.ID}}".to_owned()
-    } else if let Some(f) = &args.format {
-        f.clone()
-    } else if args.digests {
-        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
     } else {
-        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
+        args.format.clone().unwrap_or_else(|| "table".into())
     };
-    print_rows(&format, &rows, IMAGE_HEADERS)?;
+    print_rows(&format, default, &rows, IMAGE_HEADERS)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -443,7 +449,8 @@ pub fn run_rmi(args: RmiArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kiln image prune
-  kiln image prune -a -f")]
+  kiln image prune -a -f --filter until=24h
+  kiln image prune -a --filter label=stage=build")]
 pub struct PruneArgs {
     /// Remove all images no container uses, not just dangling ones.
     #[arg(short = 'a', long)]
@@ -451,10 +458,21 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation.
     #[arg(short = 'f', long)]
     force: bool,
+    /// Provide filter values (`until=24h`, `until=2024-01-01T00:00:00Z`,
+    /// `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`).
+    #[arg(long = "filter")]
+    filter: Vec<String>,
 }
 
 /// `kiln image prune`.
 pub fn run_prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let mut filters = Vec::new();
+    for f in &args.filter {
+        match images::PruneFilter::parse(f, now()) {
+            Ok(f) => filters.push(f),
+            Err(e) => return fail_or_bail(e),
+        }
+    }
     if !args.force {
         let warning = if args.all {
             "WARNING! This will remove all images without at least one container associated to them."
@@ -471,7 +489,7 @@ pub fn run_prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let root = open_root()?;
-    let report = images::prune_images(&root, args.all)?;
+    let report = images::prune_images(&root, args.all, &filters)?;
     if !report.events.is_empty() {
         println!("Deleted Images:");
         print_events(&report.events, true)?;
@@ -559,12 +577,11 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let format = if args.quiet {
         "{{.ID}}".to_owned()
     } else {
-        args.format.clone().unwrap_or_else(|| {
-            "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}".into()
-        })
+        args.format.clone().unwrap_or_else(|| "table".into())
     };
     print_rows(
         &format,
+        "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
         &rows,
         &[
             ("ID", "IMAGE"),

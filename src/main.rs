@@ -95,6 +95,13 @@ enum Command {
     Commit(containers::CommitArgs),
     /// Run a command in a running container.
     Exec(containers::ExecArgs),
+    /// Rename a container.
+    Rename(containers::RenameArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(containers::DiffArgs),
+    /// Manage containers (ls, inspect, prune, rm, logs, exec, commit, ...).
+    #[command(subcommand)]
+    Container(containers::ContainerCommand),
     /// Supervise a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(containers::MonitorArgs),
@@ -160,6 +167,9 @@ fn main() -> ExitCode {
         Command::Commit(args) => containers::commit(args),
         Command::Exec(args) => containers::exec(args),
         Command::Monitor(args) => containers::monitor(args),
+        Command::Container(cmd) => containers::run_container(cmd),
+        Command::Rename(args) => containers::rename(args),
+        Command::Diff(args) => containers::diff(args),
         Command::Images(args) => images::run_images(args),
         Command::Image(cmd) => images::run_image(cmd),
         Command::Tag(args) => images::run_tag(args),

@@ -68,7 +68,7 @@ pub struct LoginArgs {
 
 /// `kiln logout` arguments.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  kiln logout localhost:5000")]
+#[command(after_help = "Examples:\n  kiln logout localhost:5000\n  kiln logout")]
 pub struct LogoutArgs {
     /// The registry (default: Docker Hub).
     server: Option<String>,

@@ -13,7 +13,7 @@ use kiln_dockerfile_parser::instructions::{
 use kiln_dockerfile_parser::{
     CommandLine, Dockerfile, Instruction, InstructionKind, PROXY_ARGS, expand_word, expand_words,
 };
-use kiln_image_layers::{ChangeSet, Digest, WriteOptions, chain_id};
+use kiln_image_layers::{ChangeSet, Digest, SourceEntry, SourceKind, WriteOptions, chain_id};
 use serde_json::{Value, json};
 
 use crate::cache::{CacheInputs, CacheRecord, LayerRecord};
@@ -371,6 +371,14 @@ impl Builder {
     }
 }
 
+/// Now, as (seconds, nanoseconds) since the epoch.
+fn now_time() -> (i64, u32) {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_secs() as i64, d.subsec_nanos()))
+        .unwrap_or((0, 0))
+}
+
 /// RFC 3339 time for `epoch`, or now.
 pub(crate) fn timestamp(epoch: Option<i64>) -> String {
     let secs = epoch.unwrap_or_else(|| {
@@ -610,6 +618,23 @@ struct StageState {
     /// events (layer steps do; metadata-only steps get theirs from
     /// [`Shared::run_instruction`]).
     reported: bool,
+}
+
+/// What a layer step made: a directory tree (staged files or an overlay
+/// upper dir, which also becomes the layer's snapshot) or entries written
+/// straight from their sources.
+enum Produced {
+    Tree(ChangeSet, tempfile::TempDir),
+    Entries(Vec<SourceEntry>),
+}
+
+impl Produced {
+    fn is_empty(&self) -> bool {
+        match self {
+            Produced::Tree(changes, _) => changes.is_empty(),
+            Produced::Entries(entries) => entries.is_empty(),
+        }
+    }
 }
 
 impl StageState {
@@ -1136,7 +1161,7 @@ impl Shared<'_> {
                 make(staging.path())?;
                 let changes = ChangeSet::added_tree(staging.path())
                     .map_err(|e| Error::step("scan staged files", e))?;
-                Ok((changes, staging))
+                Ok(Produced::Tree(changes, staging))
             },
         )
     }
@@ -1158,7 +1183,7 @@ impl Shared<'_> {
         inputs: CacheInputs,
         created_by: &str,
         link: bool,
-        produce: &mut dyn FnMut(&Self, &StageState) -> Result<(ChangeSet, tempfile::TempDir)>,
+        produce: &mut dyn FnMut(&Self, &StageState) -> Result<Produced>,
     ) -> Result<()> {
         let key = inputs.key();
         let slot = format!("{}|{}|{}", self.slot_base, state.index, step.index);
@@ -1199,8 +1224,8 @@ impl Shared<'_> {
             .send(Some(step), EventKind::CacheMiss { reasons });
         self.progress.send(Some(step), EventKind::Started);
         let started = Instant::now();
-        let (changes, dir) = produce(self, state)?;
-        let record = if changes.is_empty() {
+        let produced = produce(self, state)?;
+        let record = if produced.is_empty() {
             CacheRecord {
                 layer: None,
                 created: timestamp(self.opts.source_date_epoch),
@@ -1212,26 +1237,32 @@ impl Shared<'_> {
             // build layers are written far more often than pulled, and
             // level 6 costs ~3x the CPU for a few percent of size.
             wopts.level = Some(self.opts.compression_level.unwrap_or(1));
-            let layer = self
-                .root
-                .store()
-                .put_layer(&changes, &wopts)
-                .map_err(|e| Error::step(format!("write layer of {}", step.label), e))?;
+            let store = self.root.store();
+            let layer = match &produced {
+                Produced::Tree(changes, _) => store.put_layer(changes, &wopts),
+                Produced::Entries(entries) => store.put_entries(entries, &wopts),
+            }
+            .map_err(|e| Error::step(format!("write layer of {}", step.label), e))?;
             let record = LayerRecord {
                 digest: layer.descriptor.digest().to_string(),
                 diff_id: layer.diff_id.to_string(),
                 size: layer.descriptor.size(),
                 media_type: layer.descriptor.media_type().to_string(),
             };
-            // The staged/upper dir is already in lower-dir form: keep it as
-            // the snapshot instead of unpacking the layer again.
-            let mut ids = Vec::new();
-            for l in &state.layers {
-                ids.push(l.digests()?.1);
-            }
-            ids.push(layer.diff_id.clone());
-            if let Some(chain) = chain_id(&ids) {
-                self.root.snapshots().adopt(&chain, dir.keep())?;
+            // A staged/upper dir is already in lower-dir form: keep it as
+            // the snapshot instead of unpacking the layer again. Entries
+            // written straight from the context have no such directory;
+            // their snapshot is unpacked from the layer if a later step
+            // needs it (most often none does: COPY is usually last).
+            if let Produced::Tree(_, dir) = produced {
+                let mut ids = Vec::new();
+                for l in &state.layers {
+                    ids.push(l.digests()?.1);
+                }
+                ids.push(layer.diff_id.clone());
+                if let Some(chain) = chain_id(&ids) {
+                    self.root.snapshots().adopt(&chain, dir.keep())?;
+                }
             }
             CacheRecord {
                 layer: Some(record),
@@ -1485,7 +1516,7 @@ impl Shared<'_> {
                 cleanup_mountpoints(upper.path(), &view, &mount_specs);
                 let changes = ChangeSet::from_overlay_upper(upper.path())
                     .map_err(|e| Error::step(format!("scan changes of {label}"), e))?;
-                Ok((changes, upper))
+                Ok(Produced::Tree(changes, upper))
             },
         );
         match (r, result_err) {
@@ -1936,6 +1967,113 @@ impl Shared<'_> {
         let context_root = self.context.root().to_path_buf();
         let context = self.context;
         let base_layers = state.layers.clone();
+        // The common case, COPY from the context: the layer is written
+        // straight from the context files with the owner and mode COPY
+        // gives them, nothing is staged on disk (a 20k-file context costs
+        // one read per file instead of a copy, a scan and a read).
+        let direct = !is_add && !parents && sources.iter().all(|s| matches!(s, Src::Context(_)));
+        if direct {
+            let matched: Vec<&String> = sources
+                .iter()
+                .flat_map(|s| match s {
+                    Src::Context(m) => m.iter().collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            return self.cached_or(
+                state,
+                step,
+                inputs,
+                &created_by,
+                link,
+                &mut |this: &Self, _state: &StageState| {
+                    let dest_is_dir = dest_is_dir
+                        || (!link
+                            && this
+                                .view(&base_layers)?
+                                .lookup(&dest_rel)
+                                .and_then(|p| std::fs::metadata(p).ok())
+                                .is_some_and(|m| m.is_dir()));
+                    let owner = (attrs.uid.unwrap_or(0), attrs.gid.unwrap_or(0));
+                    let mut entries = Vec::new();
+                    let dest_parent_rel = if dest_is_dir {
+                        dest_rel.clone()
+                    } else {
+                        Path::new(&dest_rel)
+                            .parent()
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    };
+                    // The destination's directories, as mkdir_all makes them.
+                    let now = now_time();
+                    let mut prefix = PathBuf::new();
+                    for part in dest_parent_rel.split('/').filter(|p| !p.is_empty()) {
+                        prefix.push(part);
+                        entries.push(SourceEntry::new(
+                            prefix.clone(),
+                            SourceKind::Dir,
+                            0o755,
+                            owner,
+                            now,
+                        ));
+                    }
+                    let entry = |k: &str, path: PathBuf| -> Option<SourceEntry> {
+                        let e = context.get(k)?;
+                        let mode = attrs.mode.unwrap_or(e.mode & 0o7777);
+                        let kind = match &e.kind {
+                            EntryKind::File => SourceKind::File(context_root.join(k)),
+                            EntryKind::Dir => SourceKind::Dir,
+                            EntryKind::Symlink(t) => {
+                                return Some(SourceEntry::new(
+                                    path,
+                                    SourceKind::Symlink(t.clone()),
+                                    0o777,
+                                    owner,
+                                    e.mtime(),
+                                ));
+                            }
+                            // Devices, fifos, sockets: skipped, as copy_node does.
+                            EntryKind::Other => return None,
+                        };
+                        Some(SourceEntry::new(path, kind, mode, owner, e.mtime()))
+                    };
+                    for m in &matched {
+                        let m = m.as_str();
+                        let entry_is_dir = m.is_empty()
+                            || matches!(context.get(m).map(|e| &e.kind), Some(EntryKind::Dir));
+                        if entry_is_dir {
+                            // A directory's contents are copied, not the directory.
+                            for (k, _) in context.subtree(m) {
+                                if k == m {
+                                    continue;
+                                }
+                                let sub = if m.is_empty() {
+                                    k.as_str()
+                                } else {
+                                    &k[m.len() + 1..]
+                                };
+                                if excludes.is_excluded(k) || excludes.is_excluded(sub) {
+                                    continue;
+                                }
+                                entries.extend(entry(k, Path::new(&dest_rel).join(sub)));
+                            }
+                        } else {
+                            let name = Path::new(m)
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default();
+                            let t = if dest_is_dir {
+                                Path::new(&dest_rel).join(name)
+                            } else {
+                                PathBuf::from(&dest_rel)
+                            };
+                            entries.extend(entry(m, t));
+                        }
+                    }
+                    Ok(Produced::Entries(entries))
+                },
+            );
+        }
         self.layer_step(
             state,
             step,

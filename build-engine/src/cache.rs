@@ -179,7 +179,13 @@ impl CacheIndex {
             what: format!("cache slot {slot}"),
             source: e,
         })?;
-        atomic_write(&self.slot_path(slot), &bytes)
+        let path = self.slot_path(slot);
+        // A rebuild with nothing changed writes nothing (and fsyncs
+        // nothing): the common case should not wait on the disk.
+        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        atomic_write(&path, &bytes)
     }
 
     /// Removes the record for `key`; false when there was none.

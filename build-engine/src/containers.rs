@@ -23,21 +23,18 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kiln_dockerfile_parser::{CommandLine, InstructionKind, expand_word, expand_words};
-use kiln_image_layers::{ChangeSet, WriteOptions};
+use kiln_image_layers::{Change, ChangeKind, ChangeSet, WriteOptions};
 use kiln_runtime_linux::{Container, Control, RootFs, RunOptions, Stdio, exec_in};
 use serde::{Deserialize, Serialize};
 
 use crate::builder::{LayerRef, timestamp};
 use crate::cache::LayerRecord;
-use crate::config::{ConfigChange, ImageConfig, expand_ports, resolve_workdir};
 use crate::error::{Error, Result};
 use crate::exec::{ExecMount, NetworkMode};
 use crate::image::{ImageRef, resolve_local, write_image};
@@ -87,6 +84,12 @@ pub struct VolumeRecord {
 pub struct RunConfig {
     /// The process: entrypoint + command, resolved with Docker's rules.
     pub args: Vec<String>,
+    /// The entrypoint part of `args` (image's or `--entrypoint`).
+    pub entrypoint: Vec<String>,
+    /// The command part of `args` (image's CMD or the run's command).
+    pub cmd: Vec<String>,
+    /// The image's labels (`docker inspect`'s `Config.Labels`).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// `KEY=value`, the image's environment merged with `-e`.
     pub env: Vec<String>,
     /// `-u` or the image's USER (empty: root).
@@ -155,6 +158,10 @@ pub struct ContainerRecord {
     pub config: RunConfig,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+    /// The sub-second part of the creation time (orders containers made
+    /// within one second).
+    #[serde(default)]
+    pub created_nanos: u32,
     /// State as last written (see [`ContainerRecord::effective_state`]).
     pub state: ContainerState,
     /// Pid (in kiln's pid namespace) of the container's first process while
@@ -165,6 +172,9 @@ pub struct ContainerRecord {
     pub pid_start_time: Option<u64>,
     /// Pid of the kiln process that supervises the container.
     pub monitor_pid: Option<i32>,
+    /// Start time of `monitor_pid`.
+    #[serde(default)]
+    pub monitor_start_time: Option<u64>,
     /// When the process last started, seconds since the epoch.
     pub started_at: Option<i64>,
     /// Exit code of the last run (128 + signal when killed).
@@ -194,16 +204,19 @@ impl ContainerRecord {
         }
     }
 
-    /// Whether the recorded process still exists (and is the same process).
-    /// While the container is being started (no pid yet), whether its
-    /// supervisor is alive.
+    /// Whether the container is still running: its supervisor (the kiln
+    /// process that runs it and records its end) is alive, or, without a
+    /// recorded supervisor, its own process. Pids are compared together
+    /// with their start times, so a reused pid is not mistaken for them.
     pub fn process_alive(&self) -> bool {
-        match (self.pid, self.pid_start_time) {
-            (Some(pid), Some(t)) => process_start_time(pid) == Some(t),
-            (Some(pid), None) => process_start_time(pid).is_some(),
-            (None, _) => self
-                .monitor_pid
-                .is_some_and(|m| process_start_time(m).is_some()),
+        let alive = |pid: i32, start: Option<u64>| match start {
+            Some(t) => process_start_time(pid) == Some(t),
+            None => process_start_time(pid).is_some(),
+        };
+        match (self.monitor_pid, self.pid) {
+            (Some(m), _) => alive(m, self.monitor_start_time),
+            (None, Some(p)) => alive(p, self.pid_start_time),
+            (None, None) => false,
         }
     }
 
@@ -223,6 +236,8 @@ impl ContainerRecord {
             self.exit_code = Some(self.exit_code.unwrap_or(137));
             self.pid = None;
             self.pid_start_time = None;
+            self.monitor_pid = None;
+            self.monitor_start_time = None;
             if self.finished_at.is_none() {
                 self.finished_at = Some(now());
             }
@@ -305,7 +320,11 @@ pub fn list(root: &Root) -> Result<Vec<ContainerRecord>> {
             out.push(rec.corrected());
         }
     }
-    out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+    out.sort_by(|a, b| {
+        (b.created, b.created_nanos)
+            .cmp(&(a.created, a.created_nanos))
+            .then_with(|| a.id.cmp(&b.id))
+    });
     Ok(out)
 }
 
@@ -530,6 +549,9 @@ pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
             })?
         }
     };
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let dir = container_dir(root, &id);
     for d in [dir.join("upper"), dir.join("work")] {
         std::fs::create_dir_all(&d).map_err(|e| Error::io("create directory", &d, e))?;
@@ -541,11 +563,13 @@ pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
         image_digest: image.manifest_digest.clone(),
         config_digest,
         config: cfg,
-        created: now(),
+        created: created.as_secs() as i64,
+        created_nanos: created.subsec_nanos(),
         state: ContainerState::Created,
         pid: None,
         pid_start_time: None,
         monitor_pid: None,
+        monitor_start_time: None,
         started_at: None,
         exit_code: None,
         finished_at: None,
@@ -686,9 +710,34 @@ pub fn run_attached(
     stderr: &mut dyn Write,
     stdin: Option<Box<dyn Read + Send>>,
 ) -> Result<i32> {
+    run_attached_with(root, id, stdout, stderr, stdin, Control::new())
+}
+
+/// [`run_attached`] with a handle to forward signals to the container's
+/// process or resize its terminal from another thread while it runs
+/// (`docker run`'s signal proxy).
+pub fn run_attached_with(
+    root: &Root,
+    id: &str,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    stdin: Option<Box<dyn Read + Send>>,
+    control: Control,
+) -> Result<i32> {
     let dir = container_dir(root, id);
+    // One run at a time per container, whatever the records say: two
+    // `kiln start` racing each other must not share an upper directory.
+    let lock_path = dir.join("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("open", &lock_path, e))?;
+    let locked = fs4::fs_std::FileExt::try_lock_exclusive(&lock)
+        .map_err(|e| Error::io("lock", &lock_path, e))?;
     let mut rec = read_record(&dir)?.corrected();
-    if rec.state == ContainerState::Running {
+    if !locked || rec.state == ContainerState::Running {
         return Err(Error::Container {
             container: rec.name.clone(),
             message: "is already running".into(),
@@ -710,7 +759,6 @@ pub fn run_attached(
     for d in [&upper, &work] {
         std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
     }
-    let control = Control::new();
     let mut opts = RunOptions::new();
     opts.control = Some(control.clone());
     if !rec.config.user.is_empty() {
@@ -737,6 +785,7 @@ pub fn run_attached(
     rec.pid = None;
     rec.pid_start_time = None;
     rec.monitor_pid = Some(std::process::id() as i32);
+    rec.monitor_start_time = process_start_time(std::process::id() as i32);
     rec.exit_code = None;
     rec.finished_at = None;
     write_record(root, &rec)?;
@@ -748,7 +797,7 @@ pub fn run_attached(
         let watcher = s.spawn(|| {
             while !done.load(Ordering::Acquire) {
                 if let Some(pid) = control.pid() {
-                    let mut r = rec.clone();
+                    let mut r = read_record(&dir).unwrap_or_else(|_| rec.clone());
                     r.pid = Some(pid);
                     r.pid_start_time = process_start_time(pid);
                     let _ = write_record(root, &r);
@@ -782,6 +831,7 @@ pub fn run_attached(
     rec.pid = None;
     rec.pid_start_time = None;
     rec.monitor_pid = None;
+    rec.monitor_start_time = None;
     rec.finished_at = Some(now());
     rec.state = ContainerState::Exited;
     let outcome = match result {
@@ -805,10 +855,50 @@ pub fn run_attached(
         },
     };
     // `rm -f` may have removed the container meanwhile: nothing to record.
+    // Only the run's own fields are written back (`rename` may have
+    // changed the record while it ran).
     if dir.exists() {
-        write_record(root, &rec)?;
+        let mut current = read_record(&dir).unwrap_or_else(|_| rec.clone());
+        current.state = rec.state;
+        current.pid = None;
+        current.pid_start_time = None;
+        current.monitor_pid = None;
+        current.monitor_start_time = None;
+        current.exit_code = rec.exit_code;
+        current.started_at = rec.started_at;
+        current.finished_at = rec.finished_at;
+        write_record(root, &current)?;
     }
     outcome
+}
+
+/// `docker rename`: gives a container a new (unused, valid) name.
+pub fn rename(root: &Root, name_or_id: &str, new_name: &str) -> Result<ContainerRecord> {
+    let rec = lookup(root, name_or_id)?;
+    if !valid_name(new_name) {
+        return Err(Error::Container {
+            container: new_name.to_string(),
+            message: "invalid container name: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed".into(),
+        });
+    }
+    if rec.name == new_name {
+        return Ok(rec);
+    }
+    if !reserve_name(root, new_name, &rec.id)? {
+        return Err(Error::Container {
+            container: new_name.to_string(),
+            message: "the container name is already in use".into(),
+        });
+    }
+    let dir = container_dir(root, &rec.id);
+    let mut current = read_record(&dir)?;
+    let old = std::mem::replace(&mut current.name, new_name.to_string());
+    write_record(root, &current)?;
+    let old_file = containers_dir(root).join("names").join(&old);
+    if std::fs::read_to_string(&old_file).is_ok_and(|owner| owner == rec.id) {
+        let _ = std::fs::remove_file(old_file);
+    }
+    Ok(current.corrected())
 }
 
 /// The supervisor of a detached container (`kiln run -d`, `kiln start`):
@@ -900,7 +990,16 @@ pub fn start_detached(
 /// Sends `signal` to a running container's first process (SIGKILL ends the
 /// whole container: it is pid 1 of its pid namespace).
 pub fn kill(root: &Root, name_or_id: &str, signal: i32) -> Result<ContainerRecord> {
-    let rec = lookup(root, name_or_id)?;
+    let mut rec = lookup(root, name_or_id)?;
+    // Being started: its supervisor records the pid in a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rec.effective_state() == ContainerState::Running
+        && rec.pid.is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+        rec = read_record(&container_dir(root, &rec.id))?.corrected();
+    }
     let pid = match (rec.effective_state(), rec.pid) {
         (ContainerState::Running, Some(pid)) => pid,
         _ => {
@@ -1066,60 +1165,75 @@ pub struct Committed {
     pub manifest_digest: String,
 }
 
-/// Turns a `--change` instruction into a config change, expanding
-/// variables against the config's environment as Docker does.
-pub fn parse_change(text: &str, config: &ImageConfig) -> Result<ConfigChange> {
-    let bad = |m: String| Error::Instruction {
-        line: 0,
-        message: format!("--change {text:?}: {m}"),
+/// The changes of a container to its image, read from its overlay upper
+/// directory, without what the runtime itself leaves there (Docker keeps
+/// those in a separate init layer): the mount points `/dev`, `/proc` and
+/// `/sys` when empty, `/etc` when only its mount-point files touched it,
+/// and, while the container runs, the empty mount points of the /etc files
+/// it bind-mounts (removed again when it ends).
+fn container_changes(root: &Root, rec: &ContainerRecord, running: bool) -> Result<ChangeSet> {
+    let upper = container_dir(root, &rec.id).join("upper");
+    let set = ChangeSet::from_overlay_upper(&upper)
+        .map_err(|e| Error::step(format!("scan the changes of container {}", rec.name), e))?;
+    let runtime_files = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+    let is_runtime_file = |c: &Change| {
+        running
+            && c.kind == ChangeKind::Added
+            && runtime_files.iter().any(|f| c.path == Path::new(f))
+            && std::fs::metadata(upper.join(&c.path)).is_ok_and(|m| m.len() == 0)
     };
-    let ins =
-        kiln_dockerfile_parser::parse_instruction(text, '\\').map_err(|e| bad(e.to_string()))?;
-    let env: HashMap<String, String> = config.env().into_iter().collect();
-    let expand = |w: &str| expand_word(w, &env, '\\').map_err(|e| bad(e.to_string()));
-    let pairs = |kvs: &[kiln_dockerfile_parser::KeyValue]| -> Result<Vec<(String, String)>> {
-        kvs.iter()
-            .map(|kv| Ok((expand(&kv.key)?, expand(&kv.value)?)))
-            .collect()
-    };
-    let command = |c: &CommandLine| match c {
-        CommandLine::Exec(v) => v.clone(),
-        CommandLine::Shell(s) => {
-            let mut v = config.shell();
-            v.push(s.clone());
-            v
-        }
-    };
-    Ok(match &ins.kind {
-        InstructionKind::Cmd(c) => ConfigChange::Cmd(command(&c.command)),
-        InstructionKind::Entrypoint(c) => ConfigChange::Entrypoint(command(&c.command)),
-        InstructionKind::Env(e) => ConfigChange::Env(pairs(&e.pairs)?),
-        InstructionKind::Label(l) => ConfigChange::Label(pairs(&l.pairs)?),
-        InstructionKind::Expose(e) => {
-            let mut ports = Vec::new();
-            for w in &e.ports {
-                for word in expand_words(&w.text, &env, '\\').map_err(|e| bad(e.to_string()))? {
-                    ports.extend(expand_ports(&word).map_err(bad)?);
-                }
-            }
-            ConfigChange::Expose(ports)
-        }
-        InstructionKind::Volume(v) => {
-            ConfigChange::Volume(v.paths.iter().map(|p| expand(p)).collect::<Result<_>>()?)
-        }
-        InstructionKind::User(u) => ConfigChange::User(expand(&u.user)?),
-        InstructionKind::Workdir(w) => {
-            ConfigChange::WorkingDir(resolve_workdir(&config.working_dir(), &expand(&w.path)?))
-        }
-        InstructionKind::Stopsignal(s) => ConfigChange::StopSignal(expand(&s.signal)?),
-        InstructionKind::Onbuild(o) => ConfigChange::OnBuild(o.expression.clone()),
-        other => {
-            return Err(bad(format!(
-                "{} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)",
-                other.name()
-            )));
-        }
-    })
+    let changes = set.changes();
+    let kept: Vec<Change> = changes
+        .iter()
+        .filter(|c| !is_runtime_file(c))
+        .filter(|c| {
+            let p = c.path.as_path();
+            let empty_dir =
+                || std::fs::read_dir(upper.join(p)).is_ok_and(|mut d| d.next().is_none());
+            let mount_point = ["dev", "proc", "sys"].iter().any(|m| p == Path::new(m));
+            let touched_etc = p == Path::new("etc")
+                && c.kind == ChangeKind::Modified
+                && !changes
+                    .iter()
+                    .any(|o| o.path != p && o.path.starts_with("etc") && !is_runtime_file(o));
+            let runtime_mount_point = c.kind != ChangeKind::Deleted && mount_point && empty_dir();
+            !(touched_etc || runtime_mount_point)
+        })
+        .cloned()
+        .collect();
+    Ok(ChangeSet::new(&upper, kept))
+}
+
+/// `docker diff`: the container's changed paths, sorted, each with Docker's
+/// letter: `A` added, `C` changed (including directories whose contents
+/// changed, and replaced directories), `D` deleted.
+pub fn diff(root: &Root, name_or_id: &str) -> Result<Vec<(char, String)>> {
+    let rec = lookup(root, name_or_id)?;
+    let running = rec.effective_state() == ContainerState::Running;
+    let set = container_changes(root, &rec, running)?;
+    // The upper dir alone cannot tell a new directory from one that was
+    // copied up: the image's layers can.
+    let image = resolve_local(root, &rec.image_digest)?;
+    let view = crate::snapshot::MergedView::new(
+        root.snapshots()
+            .ensure(root.store(), &image.layer_digests()?)?,
+    );
+    let mut out: Vec<(char, String)> = set
+        .changes()
+        .iter()
+        .map(|c| {
+            let rel = c.path.to_string_lossy();
+            let letter = match c.kind {
+                ChangeKind::Deleted => 'D',
+                _ if view.exists(&rel) => 'C',
+                _ => 'A',
+            };
+            (letter, format!("/{}", c.path.display()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out.dedup_by(|a, b| a.1 == b.1);
+    Ok(out)
 }
 
 /// `docker commit`: the container's changes (its overlay upper dir:
@@ -1134,21 +1248,17 @@ pub fn commit(root: &Root, name_or_id: &str, options: &CommitOptions) -> Result<
     let rec = lookup(root, name_or_id)?;
     let image = resolve_local(root, &rec.image_digest)?;
     let mut config = image.config()?;
-    let changes: Vec<ConfigChange> = options
-        .changes
-        .iter()
-        .map(|c| parse_change(c, &config))
-        .collect::<Result<_>>()?;
-    for c in changes {
-        config.apply(c);
+    // Docker applies the changes in order, each seeing the config as the
+    // previous ones left it (shared with `kiln import -c`).
+    for c in &options.changes {
+        crate::images::apply_change(&mut config, c)?;
     }
+    let running = rec.effective_state() == ContainerState::Running;
     let paused = match (options.pause, rec.effective_state(), rec.pid) {
         (true, ContainerState::Running, Some(pid)) => Some(Paused::new(pid)),
         _ => None,
     };
-    let upper = container_dir(root, &rec.id).join("upper");
-    let set = ChangeSet::from_overlay_upper(&upper)
-        .map_err(|e| Error::step(format!("scan the changes of container {}", rec.name), e))?;
+    let set = container_changes(root, &rec, running)?;
     let layer = root
         .store()
         .put_layer(&set, &WriteOptions::default())
@@ -1278,6 +1388,188 @@ pub fn exec(
     }
 }
 
+// --- inspect -----------------------------------------------------------------
+
+/// `State` of `docker container inspect`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct InspectState {
+    /// `created`, `running` or `exited`.
+    #[serde(rename = "Status")]
+    pub status: String,
+    /// Whether it runs.
+    #[serde(rename = "Running")]
+    pub running: bool,
+    /// Always false (kiln does not pause containers).
+    #[serde(rename = "Paused")]
+    pub paused: bool,
+    /// Always false (no restart policies).
+    #[serde(rename = "Restarting")]
+    pub restarting: bool,
+    /// Whether the OOM killer ended it (not tracked: false).
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    /// Always false.
+    #[serde(rename = "Dead")]
+    pub dead: bool,
+    /// Pid of its first process (0 when not running).
+    #[serde(rename = "Pid")]
+    pub pid: i32,
+    /// Exit code of the last run.
+    #[serde(rename = "ExitCode")]
+    pub exit_code: i32,
+    /// Empty (errors are reported by the command that failed).
+    #[serde(rename = "Error")]
+    pub error: String,
+    /// RFC 3339 (`0001-01-01T00:00:00Z` when never started, as Docker).
+    #[serde(rename = "StartedAt")]
+    pub started_at: String,
+    /// RFC 3339 (`0001-01-01T00:00:00Z` while it never ended).
+    #[serde(rename = "FinishedAt")]
+    pub finished_at: String,
+}
+
+/// `docker container inspect`'s document for one container (the fields
+/// kiln has), keys in Docker's order.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ContainerInspect {
+    /// Full id.
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// RFC 3339.
+    #[serde(rename = "Created")]
+    pub created: String,
+    /// `args[0]`.
+    #[serde(rename = "Path")]
+    pub path: String,
+    /// The remaining arguments.
+    #[serde(rename = "Args")]
+    pub args: Vec<String>,
+    /// State.
+    #[serde(rename = "State")]
+    pub state: InspectState,
+    /// Image id (config digest).
+    #[serde(rename = "Image")]
+    pub image: String,
+    /// `/name`, as Docker shows it.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// `overlay`.
+    #[serde(rename = "Driver")]
+    pub driver: String,
+    /// `linux`.
+    #[serde(rename = "Platform")]
+    pub platform: String,
+    /// Run options.
+    #[serde(rename = "HostConfig")]
+    pub host_config: serde_json::Value,
+    /// Where the writable layer is.
+    #[serde(rename = "GraphDriver")]
+    pub graph_driver: serde_json::Value,
+    /// The container's config.
+    #[serde(rename = "Config")]
+    pub config: serde_json::Value,
+}
+
+fn rfc3339(secs: Option<i64>) -> String {
+    match secs {
+        Some(s) => timestamp(Some(s)),
+        None => "0001-01-01T00:00:00Z".into(),
+    }
+}
+
+/// `docker container inspect`: what kiln knows about a container, in
+/// Docker's shape.
+pub fn inspect(root: &Root, name_or_id: &str) -> Result<ContainerInspect> {
+    let c = lookup(root, name_or_id)?;
+    let state = c.effective_state();
+    let cfg = &c.config;
+    let upper = container_dir(root, &c.id).join("upper");
+    Ok(ContainerInspect {
+        id: c.id.clone(),
+        created: rfc3339(Some(c.created)),
+        path: cfg.args.first().cloned().unwrap_or_default(),
+        args: cfg.args.iter().skip(1).cloned().collect(),
+        state: InspectState {
+            status: state.as_str().into(),
+            running: state == ContainerState::Running,
+            paused: false,
+            restarting: false,
+            oom_killed: false,
+            dead: false,
+            pid: if state == ContainerState::Running {
+                c.pid.unwrap_or(0)
+            } else {
+                0
+            },
+            exit_code: c.exit_code.unwrap_or(0),
+            error: String::new(),
+            started_at: rfc3339(c.started_at),
+            finished_at: rfc3339(c.finished_at),
+        },
+        image: c.config_digest.clone(),
+        name: format!("/{}", c.name),
+        driver: "overlay".into(),
+        platform: "linux".into(),
+        host_config: serde_json::json!({
+            "Binds": cfg.volumes.iter().map(|v| format!(
+                "{}:{}{}",
+                v.source.display(),
+                v.target,
+                if v.read_only { ":ro" } else { "" }
+            )).collect::<Vec<_>>(),
+            "NetworkMode": if cfg.host_network { "host" } else { "none" },
+            "AutoRemove": cfg.auto_remove,
+            "ReadonlyRootfs": cfg.read_only,
+            "Memory": cfg.memory.unwrap_or(0),
+            "NanoCpus": cfg.cpus.map_or(0, |c| (c * 1e9) as i64),
+            "PidsLimit": cfg.pids_limit,
+        }),
+        graph_driver: serde_json::json!({
+            "Data": {"UpperDir": upper.display().to_string()},
+            "Name": "overlay",
+        }),
+        config: serde_json::json!({
+            "Hostname": if cfg.host_network { String::new() } else { c.short_id().to_string() },
+            "User": cfg.user,
+            "Tty": cfg.tty,
+            "OpenStdin": cfg.interactive,
+            "Env": cfg.env,
+            "Cmd": cfg.cmd,
+            "Image": c.image,
+            "WorkingDir": cfg.workdir,
+            "Entrypoint": if cfg.entrypoint.is_empty() { serde_json::Value::Null } else { serde_json::json!(cfg.entrypoint) },
+            "Labels": cfg.labels,
+        }),
+    })
+}
+
+/// `docker container prune`: removes every container that is not running;
+/// returns the removed records and the bytes their directories held.
+pub fn prune(root: &Root) -> Result<(Vec<ContainerRecord>, u64)> {
+    let mut removed = Vec::new();
+    let mut bytes = 0;
+    for c in list(root)? {
+        if c.effective_state() == ContainerState::Running {
+            continue;
+        }
+        let size: u64 = walkdir::WalkDir::new(container_dir(root, &c.id))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum();
+        // A container started meanwhile is kept (remove refuses it).
+        if remove(root, &c.id, false).is_ok() {
+            bytes += size;
+            removed.push(c);
+        }
+    }
+    Ok((removed, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1291,10 +1583,12 @@ mod tests {
             config_digest: "sha256:11".into(),
             config: RunConfig::default(),
             created,
+            created_nanos: 0,
             state: ContainerState::Running,
             pid: Some(i32::MAX),
             pid_start_time: Some(1),
             monitor_pid: None,
+            monitor_start_time: None,
             started_at: Some(created),
             exit_code: None,
             finished_at: None,
@@ -1327,6 +1621,55 @@ mod tests {
             lookup(&root, "zzz"),
             Err(Error::NoSuchContainer(_))
         ));
+    }
+
+    #[test]
+    fn log_sink_tees_and_writes_one_entry_per_line() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let id = "c".repeat(64);
+        let dir = container_dir(&root, &id);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("container.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut seen = Vec::new();
+        {
+            let mut sink = LogSink {
+                log: &log,
+                stream: "stderr",
+                inner: &mut seen,
+                inner_ok: true,
+            };
+            sink.write_all(b"a\nb\npart")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(seen, b"a\nb\npart");
+        let (entries, offset) = read_log(&root, &id, 0).unwrap_or_else(|e| panic!("{e}"));
+        let logs: Vec<&str> = entries.iter().map(|e| e.log.as_str()).collect();
+        assert_eq!(logs, ["a\n", "b\n", "part"]);
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.stream == "stderr" && e.time.ends_with('Z'))
+        );
+        // A half-written line is not returned until it is complete.
+        let mut f = &log;
+        f.write_all(b"{\"log\":\"x")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (more, next) = read_log(&root, &id, offset).unwrap_or_else(|e| panic!("{e}"));
+        assert!(more.is_empty());
+        assert_eq!(next, offset);
+    }
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name("-web"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
     }
 
     #[test]

@@ -321,6 +321,17 @@ impl BuildContext {
     }
 }
 
+impl ContextEntry {
+    /// Modification time when the context was walked (seconds, nanoseconds).
+    pub fn mtime(&self) -> (i64, u32) {
+        let ns = self.stat.mtime_ns;
+        (
+            ns.div_euclid(1_000_000_000) as i64,
+            ns.rem_euclid(1_000_000_000) as u32,
+        )
+    }
+}
+
 fn entry_from(kind: EntryKind, md: &std::fs::Metadata) -> ContextEntry {
     ContextEntry {
         kind,

@@ -692,12 +692,133 @@ pub struct PruneReport {
     pub reclaimed: u64,
 }
 
-/// `docker image prune [-a]`: deletes dangling images, or with `all` every
-/// image no container uses.
-pub fn prune_images(root: &Root, all: bool) -> Result<PruneReport> {
+/// One `docker image prune --filter` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PruneFilter {
+    /// `until=TIME`: only images created before this (seconds since the
+    /// epoch).
+    Until(i64),
+    /// `label=KEY[=VALUE]` (`negate` false) or `label!=KEY[=VALUE]`.
+    Label {
+        /// The label's key.
+        key: String,
+        /// The value it must have, if given.
+        value: Option<String>,
+        /// `label!=`: images *without* the label (value) are pruned.
+        negate: bool,
+    },
+}
+
+/// Go's `time.ParseDuration` for the units Docker users write
+/// (`90s`, `30m`, `24h`, `1h30m`, `1.5h`).
+fn parse_go_duration(s: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += num * mult;
+        rest = &rest[u..];
+    }
+    Some(total)
+}
+
+impl PruneFilter {
+    /// Parses `until=...` (a Go duration before `now`, an RFC 3339 time, a
+    /// `YYYY-MM-DD` date or Unix seconds) or `label[!]=KEY[=VALUE]`.
+    pub fn parse(s: &str, now: i64) -> Result<PruneFilter> {
+        let bad = |m: String| Error::Filter { message: m };
+        if let Some(rest) = s.strip_prefix("label!=") {
+            let (key, value) = match rest.split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (rest.to_owned(), None),
+            };
+            return Ok(PruneFilter::Label {
+                key,
+                value,
+                negate: true,
+            });
+        }
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| bad(format!("bad format of filter (expected name=value): {s}")))?;
+        match k {
+            "until" => {
+                let t = if let Some(d) = parse_go_duration(v) {
+                    now - d as i64
+                } else if let Some(t) = parse_rfc3339(v) {
+                    t
+                } else if v.len() == 10 && v.as_bytes()[4] == b'-' {
+                    parse_rfc3339(&format!("{v}T00:00:00Z"))
+                        .ok_or_else(|| bad(format!("invalid until value {v:?}")))?
+                } else {
+                    v.split('.')
+                        .next()
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .ok_or_else(|| bad(format!("invalid until value {v:?}")))?
+                };
+                Ok(PruneFilter::Until(t))
+            }
+            "label" => Ok(match v.split_once('=') {
+                Some((k, v)) => PruneFilter::Label {
+                    key: k.to_owned(),
+                    value: Some(v.to_owned()),
+                    negate: false,
+                },
+                None => PruneFilter::Label {
+                    key: v.to_owned(),
+                    value: None,
+                    negate: false,
+                },
+            }),
+            other => Err(bad(format!("invalid filter '{other}'"))),
+        }
+    }
+
+    fn matches(&self, img: &ImageSummary) -> bool {
+        match self {
+            PruneFilter::Until(t) => img.created_unix.is_some_and(|c| c < *t),
+            PruneFilter::Label { key, value, negate } => {
+                let has = match (img.labels.get(key), value) {
+                    (Some(h), Some(w)) => h == w,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                has != *negate
+            }
+        }
+    }
+}
+
+/// `docker image prune [-a] [--filter ...]`: deletes dangling images, or
+/// with `all` every image no container uses, among those all `filters`
+/// select.
+pub fn prune_images(root: &Root, all: bool, filters: &[PruneFilter]) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     for img in list_images(root)? {
         if !all && !img.is_dangling() {
+            continue;
+        }
+        if !filters.iter().all(|f| f.matches(&img)) {
             continue;
         }
         if !containers_using(root, &img.manifest_digest)?.is_empty() {
@@ -1023,6 +1144,7 @@ pub struct LoadedImage {
 /// style, plain, gzip or zstd) and tags its images with their normalised
 /// names.
 pub fn load_images(root: &Root, reader: impl Read) -> Result<Vec<LoadedImage>> {
+    let reader = refuse_unknown_compression(reader, "image archive")?;
     let rename = |n: &str| normalize_name(n).unwrap_or_else(|_| n.to_owned());
     let loaded: Vec<LayersLoaded> = docker_load_named(root.store(), reader, &rename)
         .map_err(|e| Error::step("load docker archive", e))?;
@@ -1154,6 +1276,30 @@ fn parse_platform(p: &str) -> Result<(String, String, Option<String>)> {
     }
 }
 
+/// Fails with a clear message for compressions Docker accepts but kiln
+/// does not decode (xz, bzip2), instead of a tar error further on.
+fn refuse_unknown_compression<R: Read>(reader: R, what: &str) -> Result<std::io::BufReader<R>> {
+    use std::io::BufRead;
+    let mut buf = std::io::BufReader::with_capacity(256 * 1024, reader);
+    let head = buf
+        .fill_buf()
+        .map_err(|e| Error::step(format!("read {what}"), e))?;
+    let name = if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz")
+    } else if head.starts_with(b"BZh") {
+        Some("bzip2")
+    } else {
+        None
+    };
+    match name {
+        Some(n) => Err(Error::Unsupported {
+            line: 0,
+            feature: format!("a {n}-compressed {what} (decompress it first, or use gzip or zstd)"),
+        }),
+        None => Ok(buf),
+    }
+}
+
 /// `docker import`: a root filesystem tarball (plain, gzip or zstd) as a
 /// one-layer image with `req`'s changes applied.
 pub fn import_image(root: &Root, reader: impl Read, req: &ImportRequest) -> Result<ImportedImage> {
@@ -1166,6 +1312,7 @@ pub fn import_image(root: &Root, reader: impl Read, req: &ImportRequest) -> Resu
     for c in &req.changes {
         apply_change(&mut config, c)?;
     }
+    let reader = refuse_unknown_compression(reader, "tarball")?;
     let (layer, diff_id) = import_rootfs_layer(root.store(), reader, Compression::Gzip)
         .map_err(|e| Error::step(format!("import {}", req.source), e))?;
     config.push_diff_id(&diff_id.to_string());
@@ -1391,6 +1538,7 @@ mod tests {
             config_digest: image.id.clone(),
             config: RunConfig::default(),
             created: 1,
+            created_nanos: 0,
             state: if running {
                 ContainerState::Running
             } else {
@@ -1403,6 +1551,7 @@ mod tests {
                 None
             },
             monitor_pid: None,
+            monitor_start_time: None,
             started_at: None,
             exit_code: None,
             finished_at: None,
@@ -1439,7 +1588,7 @@ mod tests {
             )
         );
         // prune -a skips it.
-        let report = prune_images(&root, true).unwrap_or_else(|e| panic!("{e}"));
+        let report = prune_images(&root, true, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert!(report.events.is_empty(), "{report:?}");
         // A running container: not even -f by ID.
         container(&root, &"b".repeat(64), &img, true);
@@ -1458,6 +1607,109 @@ mod tests {
                     .has_blob(&parse_digest(b).unwrap_or_else(|e| panic!("{e}")))
             );
         }
+    }
+
+    #[test]
+    fn image_indexes_list_as_their_host_platform_image() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let img = import_image(&root, &tiny_tar()[..], &ImportRequest::new("-"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Only the import's untagged entry: replace it by an index over it,
+        // as a multi-platform pull records images.
+        root.store()
+            .delete(&img.manifest_digest)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let size = root
+            .store()
+            .resolve(&img.manifest_digest)
+            .map(|d| d.size())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000", "size": 1, "platform": {"os": "linux", "architecture": "other"}},
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.manifest_digest, "size": size, "platform": {"os": HOST_OS, "architecture": HOST_ARCH}},
+            ],
+        });
+        let desc = root
+            .store()
+            .put_bytes(
+                kiln_image_layers::oci_spec::image::MediaType::ImageIndex,
+                &serde_json::to_vec(&index).unwrap_or_default(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        root.store()
+            .tag("docker.io/library/multi:1", &desc)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let list = list_images(&root).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, img.id);
+        assert_eq!(list[0].manifest_digest, desc.digest().to_string());
+        assert_eq!(list[0].familiar_tags(), ["multi:1"]);
+        let h = history(&root, "multi:1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].id.as_deref(), Some(img.id.as_str()));
+        let i = inspect(&root, &img.id[7..15]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(i.repo_tags, ["multi:1"]);
+        // Removing it takes the index, the platform manifest, config and layer.
+        let ev = remove_image(&root, "multi:1", false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ev[0], RemoveEvent::Untagged("multi:1".into()));
+        let left = root.store().blobs().unwrap_or_else(|e| panic!("{e}"));
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn prune_filters_parse() {
+        let now = 1_000_000;
+        assert_eq!(
+            PruneFilter::parse("until=24h", now).ok(),
+            Some(PruneFilter::Until(now - 86_400))
+        );
+        assert_eq!(
+            PruneFilter::parse("until=1h30m", now).ok(),
+            Some(PruneFilter::Until(now - 5400))
+        );
+        assert_eq!(
+            PruneFilter::parse("until=1970-01-02", now).ok(),
+            Some(PruneFilter::Until(86_400))
+        );
+        assert_eq!(
+            PruneFilter::parse("until=2024-02-29T12:00:00Z", now).ok(),
+            Some(PruneFilter::Until(1_709_208_000))
+        );
+        assert_eq!(
+            PruneFilter::parse("until=12345", now).ok(),
+            Some(PruneFilter::Until(12345))
+        );
+        assert_eq!(
+            PruneFilter::parse("label!=a=b", now).ok(),
+            Some(PruneFilter::Label {
+                key: "a".into(),
+                value: Some("b".into()),
+                negate: true
+            })
+        );
+        assert!(PruneFilter::parse("until=soon", now).is_err());
+        assert!(PruneFilter::parse("dangling=true", now).is_err());
+    }
+
+    #[test]
+    fn xz_and_bzip2_are_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let xz = [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0];
+        let e = import_image(&root, &xz[..], &ImportRequest::new("-"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("xz-compressed tarball"), "{e}");
+        let e = load_images(&root, &b"BZh91AY"[..])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("bzip2-compressed image archive"), "{e}");
     }
 
     #[test]

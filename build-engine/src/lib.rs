@@ -116,4 +116,6 @@ pub use run::{RunRequest, import_rootfs, run_image};
 pub use settings::Settings;
 pub use snapshot::{MergedView, Snapshots};
 
+/// Forwards signals to, or resizes the terminal of, a running container.
+pub use kiln_runtime_linux::Control;
 pub use oci_spec;

@@ -57,12 +57,21 @@ pub struct RunRequest {
     pub remove: bool,
     /// `--name`.
     pub name: Option<String>,
+    /// Forwards signals (and terminal sizes) to the container's process
+    /// while [`run_image`] runs.
+    pub control: Option<kiln_runtime_linux::Control>,
 }
 
 /// Docker's rule for the process arguments: `--entrypoint` replaces the
 /// image's entrypoint and discards its CMD; a command replaces CMD; the
 /// result is entrypoint + cmd.
 pub(crate) fn process_args(config: &ImageConfig, req: &RunRequest) -> Vec<String> {
+    let (entrypoint, cmd) = entrypoint_and_cmd(config, req);
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// The two halves of [`process_args`].
+fn entrypoint_and_cmd(config: &ImageConfig, req: &RunRequest) -> (Vec<String>, Vec<String>) {
     let (entrypoint, image_cmd) = match &req.entrypoint {
         Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
         Some(e) => (vec![e.clone()], Vec::new()),
@@ -73,7 +82,7 @@ pub(crate) fn process_args(config: &ImageConfig, req: &RunRequest) -> Vec<String
     } else {
         req.cmd.clone()
     };
-    entrypoint.into_iter().chain(cmd).collect()
+    (entrypoint, cmd)
 }
 
 /// The options a container keeps (and is started again with): Docker's
@@ -125,8 +134,23 @@ pub(crate) fn run_config(config: &ImageConfig, req: &RunRequest) -> Result<RunCo
             }
         }
     }
+    let (entrypoint, cmd) = entrypoint_and_cmd(config, req);
+    let labels = config
+        .as_json()
+        .get("config")
+        .and_then(|c| c.get("Labels"))
+        .and_then(|l| l.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(RunConfig {
         args,
+        entrypoint,
+        cmd,
+        labels,
         env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         user: req.user.clone().unwrap_or_else(|| config.user()),
         workdir: req.workdir.clone().unwrap_or_else(|| config.working_dir()),
@@ -225,7 +249,9 @@ pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
     } else {
         None
     };
-    let result = containers::run_attached(root, &record.id, &mut out, &mut err, stdin);
+    let control = req.control.clone().unwrap_or_default();
+    let result =
+        containers::run_attached_with(root, &record.id, &mut out, &mut err, stdin, control);
     if req.remove {
         containers::remove_files(root, &record);
     }

@@ -97,4 +97,6 @@ pub use control::{Control, Progress};
 pub use digest::{Algorithm, Digest, DigestReader, DigestWriter, Hasher, chain_id};
 pub use error::{Error, Result};
 pub use store::{BlobWriter, GcOptions, GcReport, ImageEntry, Store, StoreLock, VerifyReport};
-pub use write::{Layer, LayerInfo, WriteOptions, write_layer};
+pub use write::{
+    Layer, LayerInfo, SourceEntry, SourceKind, WriteOptions, write_entries, write_layer,
+};

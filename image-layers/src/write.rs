@@ -9,7 +9,7 @@
 //! parents precede children and the same change set always gives the same
 //! bytes; uname/gname, atime and ctime are left out for the same reason.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -144,9 +144,105 @@ pub fn write_layer<W: Write>(
     out: W,
     options: &WriteOptions,
 ) -> Result<LayerInfo> {
+    write_with(out, options, changes.source(), |tw| {
+        tw.write_all_changes(changes)
+    })
+}
+
+/// What a [`SourceEntry`] is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceKind {
+    /// A directory (no content).
+    Dir,
+    /// A regular file whose content is read from this path.
+    File(PathBuf),
+    /// A symbolic link to this target.
+    Symlink(PathBuf),
+}
+
+/// One entry of a layer given explicitly, with the metadata it gets in the
+/// layer, instead of being found in a directory tree: a `COPY` writes its
+/// sources straight from the build context this way, with the owner and
+/// mode it assigns, without staging a copy of them on disk first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceEntry {
+    /// Path in the layer, relative (no leading `/`).
+    pub path: PathBuf,
+    /// Type and where the content comes from.
+    pub kind: SourceKind,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time (seconds, nanoseconds); clamped like every entry
+    /// by [`WriteOptions::source_date_epoch`] / [`WriteOptions::set_mtime`].
+    pub mtime: (i64, u32),
+}
+
+impl SourceEntry {
+    /// An entry of `kind` at `path` in the layer.
+    pub fn new(
+        path: impl Into<PathBuf>,
+        kind: SourceKind,
+        mode: u32,
+        (uid, gid): (u32, u32),
+        mtime: (i64, u32),
+    ) -> SourceEntry {
+        SourceEntry {
+            path: path.into(),
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+        }
+    }
+}
+
+/// Writes explicit entries as a layer (see [`SourceEntry`]), in one pass
+/// like [`write_layer`]. Entries are sorted (parents before children; of
+/// two entries for one path the later wins); a parent directory that is
+/// not listed is written as `0755`, owned by root, with time 0 (clamped).
+pub fn write_entries<W: Write>(
+    entries: &[SourceEntry],
+    out: W,
+    options: &WriteOptions,
+) -> Result<LayerInfo> {
+    write_with(out, options, Path::new(""), |tw| {
+        tw.write_source_entries(entries)
+    })
+}
+
+impl Store {
+    /// [`write_entries`] straight into the store.
+    pub fn put_entries(&self, entries: &[SourceEntry], options: &WriteOptions) -> Result<Layer> {
+        let mut w = self.blob_writer()?;
+        let info = write_entries(entries, &mut w, options)?;
+        let descriptor = w.commit(info.media_type())?;
+        Ok(Layer {
+            descriptor,
+            diff_id: info.diff_id,
+            uncompressed_size: info.uncompressed_size,
+        })
+    }
+}
+
+/// The pipeline: tar → diffID hash → compressor → blob hash → `out`.
+fn write_with<W: Write>(
+    out: W,
+    options: &WriteOptions,
+    source: &Path,
+    body: impl FnOnce(
+        &mut TarWriter<'_, BufWriter<DigestWriter<Encoder<DigestWriter<W>>>>>,
+    ) -> Result<()>,
+) -> Result<LayerInfo> {
     let sink_err = |e: io::Error| Error::Io {
         op: "write layer",
-        path: changes.source().to_path_buf(),
+        path: source.to_path_buf(),
         source: e,
     };
     let blob = DigestWriter::new(out, Algorithm::Sha256);
@@ -163,14 +259,14 @@ pub fn write_layer<W: Write>(
     let mut tw = TarWriter {
         out: BufWriter::with_capacity(256 * 1024, tar),
         options,
-        source: changes.source(),
+        source,
         links: HashMap::new(),
         progress: Progress {
             entries: 0,
             bytes: 0,
         },
     };
-    tw.write_all_changes(changes)?;
+    body(&mut tw)?;
     let buf = tw.out;
     let tar = buf.into_inner().map_err(|e| sink_err(e.into_error()))?;
     let (enc, diff_id, uncompressed_size) = tar.finish();
@@ -295,6 +391,65 @@ impl<W: Write> TarWriter<'_, W> {
                     self.emit(&e, None, &marker)?;
                 }
                 _ => self.file_entry(rel)?,
+            }
+            self.progress.entries += 1;
+            self.options.control.tick("write layer", self.progress)?;
+        }
+        let end = [0u8; 1024];
+        self.out
+            .write_all(&end)
+            .map_err(self.err("write tar end", Path::new("")))
+    }
+
+    fn write_source_entries(&mut self, entries: &[SourceEntry]) -> Result<()> {
+        // Later entries win; BTreeMap orders paths by component, so
+        // parents come before children.
+        let mut by_path: BTreeMap<&Path, &SourceEntry> = BTreeMap::new();
+        for e in entries {
+            by_path.insert(e.path.as_path(), e);
+        }
+        let mut missing: BTreeSet<&Path> = BTreeSet::new();
+        for p in by_path.keys() {
+            let mut anc = p.parent();
+            while let Some(a) = anc {
+                if a.as_os_str().is_empty() || by_path.contains_key(a) {
+                    break;
+                }
+                missing.insert(a);
+                anc = a.parent();
+            }
+        }
+        let mut all: Vec<(&Path, Option<&SourceEntry>)> =
+            by_path.iter().map(|(p, e)| (*p, Some(*e))).collect();
+        all.extend(missing.into_iter().map(|p| (p, None)));
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        for (path, e) in all {
+            let Some(se) = e else {
+                let e = Entry::plain(tar_path(path, true), b'5', 0o755, self.clamp((0, 0)));
+                self.emit(&e, None, path)?;
+                continue;
+            };
+            let mut e = Entry::plain(
+                tar_path(path, se.kind == SourceKind::Dir),
+                b'5',
+                se.mode & 0o7777,
+                self.clamp(se.mtime),
+            );
+            e.uid = u64::from(se.uid);
+            e.gid = u64::from(se.gid);
+            match &se.kind {
+                SourceKind::Dir => self.emit(&e, None, path)?,
+                SourceKind::Symlink(target) => {
+                    e.kind = b'2';
+                    e.link = target.as_os_str().as_bytes().to_vec();
+                    self.emit(&e, None, path)?;
+                }
+                SourceKind::File(src) => {
+                    e.kind = b'0';
+                    let f = File::open(src).map_err(io_err("open", src))?;
+                    e.size = f.metadata().map_err(io_err("stat", src))?.len();
+                    self.emit(&e, Some(f), src)?;
+                }
             }
             self.progress.entries += 1;
             self.options.control.tick("write layer", self.progress)?;

@@ -627,10 +627,14 @@ unsafe fn init_loop(main: libc::pid_t, err_fd: RawFd) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"kiln-init".as_ptr() as c_ulong, 0, 0, 0);
         // The process holds the standard streams and the error pipe; the
-        // parent waits for them to close.
+        // parent waits for them to close. Every other descriptor goes too:
+        // this process never executes, so close-on-exec ones (the parent's
+        // end of the stdin pipe, in particular) would otherwise stay open
+        // and the process would never see end-of-file on its input.
         for fd in [err_fd, 0, 1, 2] {
             libc::close(fd);
         }
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         libc::sigprocmask(libc::SIG_BLOCK, &set, ptr::null_mut());

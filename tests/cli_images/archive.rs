@@ -291,3 +291,42 @@ fn import_from_a_loopback_url() {
     let run = f.kiln(&["run", "--rm", "fromurl", "/bin/true"]);
     assert!(run.status.success(), "{}", text(&run));
 }
+
+#[test]
+fn oci_archives_from_skopeo_load_too() {
+    let f = Fresh::new();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = format!(
+        "oci:{}:docker.io/library/busybox:latest",
+        f.root.join("store").display()
+    );
+    let archive = dir.path().join("oci.tar");
+    // An OCI archive: index.json and blobs only, no manifest.json (what
+    // `docker load` also accepts since Docker 25).
+    skopeo(&[
+        "copy",
+        &layout,
+        &format!("oci-archive:{}:example.com/team/bb:oci", archive.display()),
+    ]);
+    assert!(!tar_files(&archive).contains_key("manifest.json"));
+    let g = tempfile::tempdir().unwrap();
+    let out = crate::support::kiln_in(g.path(), &["load", "-i", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let listed = crate::support::kiln_in(
+        g.path(),
+        &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+    );
+    let id = f.image_id("docker.io/library/busybox:latest");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        format!("example.com/team/bb:oci {}\n", &id[7..19]),
+        "load printed: {stdout}"
+    );
+    assert_eq!(stdout, "Loaded image: example.com/team/bb:oci\n");
+    let run = crate::support::kiln_in(
+        g.path(),
+        &["run", "--rm", "example.com/team/bb:oci", "/bin/true"],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+}

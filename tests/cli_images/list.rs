@@ -191,6 +191,8 @@ fn format_templates_json_and_table() {
             .unwrap()
             .starts_with(&format!("{}   ", &id[7..19]))
     );
+    // A bare `table` is the default table.
+    assert_eq!(f.ok(&["images", "--format", "table"]), f.ok(&["images"]));
     let bad = f.kiln(&["images", "--format", "{{.Nope}}"]);
     assert!(!bad.status.success());
 }

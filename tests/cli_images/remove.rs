@@ -177,6 +177,16 @@ fn image_prune_removes_dangling_or_all_and_reports_space() {
         "Total reclaimed space: 0B\n"
     );
 
+    // Filters narrow -a: nothing is older than an hour or labelled so.
+    for filter in ["until=1h", "label=nosuch"] {
+        assert_eq!(
+            f.ok(&["image", "prune", "-a", "-f", "--filter", filter]),
+            "Total reclaimed space: 0B\n",
+            "{filter}"
+        );
+    }
+    assert_eq!(f.index().len(), 2);
+
     // -a: every image (no container uses any).
     let out = f.ok(&["image", "prune", "-a", "-f"]);
     assert!(out.starts_with("Deleted Images:\n"), "{out}");

@@ -529,3 +529,58 @@ async fn bind_mounts_are_the_sources_read_only_and_rw_writes_are_discarded() {
     let view = kiln_build_engine::MergedView::new(lowers);
     assert_eq!(view.read_dir("").into_keys().collect::<Vec<_>>(), ["ran"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_from_the_context_writes_owner_mode_and_parents_without_staging() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let df =
+        "FROM scratch\nCOPY --exclude=**/*.log . /app/\nCOPY --chmod=600 a.txt /b/c.txt\nRUN after\n";
+    let (ctx, _state, root) = setup(df);
+    std::fs::create_dir(ctx.path().join("sub")).unwrap();
+    std::fs::write(ctx.path().join("sub/x.txt"), "x").unwrap();
+    std::fs::write(ctx.path().join("sub/noise.log"), "log").unwrap();
+    std::os::unix::fs::symlink("x.txt", ctx.path().join("sub/link")).unwrap();
+    std::fs::set_permissions(
+        ctx.path().join("sub"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    for p in ["a.txt", "sub", "sub/x.txt"] {
+        std::os::unix::fs::chown(ctx.path().join(p), Some(1234), Some(1234)).unwrap();
+    }
+    let b = Builder::new(root.clone()).with_executor(Arc::new(Counting::default()));
+    b.build(BuildRequest::new(ctx.path()).tag("direct:1"))
+        .await
+        .unwrap();
+    // The RUN after the COPYs needed their snapshots: unpacked from the
+    // layers, since nothing was staged.
+    let img = kiln_build_engine::resolve_local(&root, "direct:1").unwrap();
+    let lowers = root
+        .snapshots()
+        .ensure(root.store(), &img.layer_digests().unwrap())
+        .unwrap();
+    let view = kiln_build_engine::MergedView::new(lowers);
+    let md = |p: &str| std::fs::symlink_metadata(view.lookup(p).unwrap()).unwrap();
+    assert_eq!(view.read("app/sub/x.txt").unwrap(), b"x");
+    assert!(!view.exists("app/sub/noise.log"), "--exclude");
+    assert_eq!((md("app/a.txt").uid(), md("app/a.txt").gid()), (0, 0));
+    assert_eq!(md("app/sub").mode() & 0o7777, 0o750);
+    assert_eq!(md("app/sub").uid(), 0);
+    assert_eq!(
+        std::fs::read_link(view.lookup("app/sub/link").unwrap())
+            .unwrap()
+            .to_str(),
+        Some("x.txt")
+    );
+    assert_eq!(md("app").mode() & 0o7777, 0o755);
+    assert_eq!(md("b").mode() & 0o7777, 0o755);
+    assert_eq!(md("b/c.txt").mode() & 0o7777, 0o600);
+    assert_eq!(view.read("b/c.txt").unwrap(), b"a");
+    assert_eq!(
+        md("app/sub/x.txt").mtime(),
+        std::fs::metadata(ctx.path().join("sub/x.txt"))
+            .unwrap()
+            .mtime(),
+        "context times are kept"
+    );
+}

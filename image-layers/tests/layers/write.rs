@@ -195,3 +195,73 @@ fn progress_is_reported_and_cancellation_stores_nothing() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn explicit_entries_get_the_metadata_given_and_missing_parents() -> TestResult {
+    use kiln_image_layers::{SourceEntry, SourceKind, write_entries};
+    let tmp = tempfile::tempdir()?;
+    let a = tmp.path().join("a.txt");
+    fs::write(&a, "content a")?;
+    let b = tmp.path().join("b.txt");
+    fs::write(&b, "old")?;
+    let entries = vec![
+        // Unsorted on purpose; the second entry for app/b wins.
+        SourceEntry::new(
+            "app/x/b",
+            SourceKind::File(b.clone()),
+            0o600,
+            (7, 8),
+            (5, 0),
+        ),
+        SourceEntry::new("app", SourceKind::Dir, 0o750, (1, 2), (100, 5)),
+        SourceEntry::new(
+            "app/x/a",
+            SourceKind::File(a.clone()),
+            0o644,
+            (0, 0),
+            (3, 0),
+        ),
+        SourceEntry::new(
+            "app/l",
+            SourceKind::Symlink("x/a".into()),
+            0o777,
+            (0, 0),
+            (4, 0),
+        ),
+        SourceEntry::new(
+            "app/x/b",
+            SourceKind::File(a.clone()),
+            0o640,
+            (9, 9),
+            (6, 0),
+        ),
+    ];
+    let mut o = WriteOptions::with_compression(Compression::Zstd);
+    o.threads = 2;
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    let info = write_entries(&entries, &mut first, &o)?;
+    write_entries(&entries, &mut second, &o)?;
+    assert_eq!(first, second, "deterministic");
+    assert_eq!(info.digest, Digest::sha256(&first));
+    let tar_bytes = zstd::decode_all(&first[..])?;
+    assert_eq!(info.diff_id, Digest::sha256(&tar_bytes));
+    let mut ar = tar::Archive::new(&tar_bytes[..]);
+    let mut seen = Vec::new();
+    for e in ar.entries()? {
+        let mut e = e?;
+        let h = e.header().clone();
+        let path = e.path()?.to_string_lossy().into_owned();
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut e, &mut body)?;
+        seen.push((path, h.mode()?, h.uid()?, h.gid()?, h.mtime()?, body));
+    }
+    let want: Vec<(String, u32, u64, u64, u64, String)> = vec![
+        ("app/".into(), 0o750, 1, 2, 100, String::new()),
+        ("app/l".into(), 0o777, 0, 0, 4, String::new()),
+        ("app/x/".into(), 0o755, 0, 0, 0, String::new()),
+        ("app/x/a".into(), 0o644, 0, 0, 3, "content a".into()),
+        ("app/x/b".into(), 0o640, 9, 9, 6, "content a".into()),
+    ];
+    assert_eq!(seen, want);
+    Ok(())
+}

@@ -170,3 +170,62 @@ fn exec_into_a_gone_process_fails_cleanly() {
     );
     assert!(matches!(r, Err(Error::Read { .. })), "{r:?}");
 }
+
+#[test]
+fn exec_stdin_reaches_end_of_file() {
+    // Regression: the forking intermediate kept the parent's end of the
+    // stdin pipe open, so `cat` never saw end-of-file.
+    let (bg, pid) = Background::start(sh("touch /tmp/ready; sleep 60"));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(b"in\n".to_vec()));
+    let mut opts = RunOptions::new();
+    opts.timeout = Some(Duration::from_secs(20));
+    let status = exec_in(
+        pid,
+        sh("cat; echo end"),
+        opts,
+        Stdio::new(&mut out, &mut err).with_stdin(stdin),
+    )
+    .unwrap_or_else(|e| panic!("exec: {}", error_chain(&e)));
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(String::from_utf8_lossy(&out), "in\nend\n");
+    drop(bg);
+}
+
+#[test]
+fn exec_with_a_terminal_gets_its_own_pty_in_the_containers_devpts() {
+    let (bg, pid) = Background::start(sh("touch /tmp/ready; sleep 60"));
+    let console_mounts = || {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("/dev/console"))
+            .count()
+    };
+    let before = console_mounts();
+    let mut spec =
+        sh("test -t 0 && test -t 1 && echo tty; tty; stty size; read line; echo got $line");
+    if let Some(p) = spec.process_mut() {
+        p.set_terminal(Some(true));
+    }
+    let control = Control::new();
+    control.resize(20, 70);
+    let mut opts = RunOptions::new();
+    opts.control = Some(control);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let stdio = Stdio::new(&mut out, &mut err)
+        .with_stdin(Box::new(std::io::Cursor::new(b"typed\n".to_vec())));
+    let status =
+        exec_in(pid, spec, opts, stdio).unwrap_or_else(|e| panic!("exec: {}", error_chain(&e)));
+    assert!(status.success());
+    let text = String::from_utf8_lossy(&out).replace('\r', "");
+    let text = text.replacen("typed\n", "", 1);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "tty", "{text:?}");
+    assert!(lines[1].starts_with("/dev/pts/"), "{text:?}");
+    assert_eq!(lines[2..], ["20 70", "got typed"], "{text:?}");
+    // The container's /dev/console is left alone (only its first process
+    // gets the console).
+    assert_eq!(console_mounts(), before);
+    drop(bg);
+}
