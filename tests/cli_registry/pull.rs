@@ -115,13 +115,36 @@ fn pull_by_digest_verifies_and_rejects_wrong_or_corrupt_content() {
     let out = fresh.kiln(&["pull", &by_digest]);
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
+    // Whichever notices first: the digest check at the end of the stream,
+    // or the unpacker meeting corrupt deflate data on the way.
     assert!(
-        err.contains("digest") || err.contains("unpack") || err.contains("crc"),
+        err.contains("digest mismatch") || err.contains("unpack layer"),
         "{err}"
     );
     assert!(!fresh.blob_path(&img.layer_digest).exists());
     assert!(fresh.snapshots().is_empty(), "{:?}", fresh.snapshots());
     assert!(fresh.tagged(&by_digest).is_none());
+
+    // A registry that serves other bytes for the manifest digest (here: a
+    // manifest with a trailing newline added in its storage) is caught
+    // too, by digest and by tag.
+    let (_, mhex) = img.manifest_digest.split_once(':').unwrap();
+    let mdata = reg
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&mhex[..2])
+        .join(mhex)
+        .join("data");
+    let mut m = std::fs::read(&mdata).expect("registry manifest");
+    m.push(b'\n');
+    std::fs::write(&mdata, &m).expect("alter manifest");
+    for r in [by_digest.clone(), format!("{name}:1")] {
+        let out = fresh.kiln(&["pull", &r]);
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("digest mismatch"), "{err}");
+        assert!(fresh.tagged(&r).is_none());
+    }
 }
 
 #[test]
