@@ -126,6 +126,46 @@ pub struct PsArgs {
     /// Show the latest created container (all states).
     #[arg(short = 'l', long)]
     latest: bool,
+    /// Output format: `table` (default) or `json` (one object per line,
+    /// Docker's fields).
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// A container's `docker ps` fields (`--format json`), keys sorted as
+/// Docker prints them.
+fn ps_fields(c: &ContainerRecord, now: i64, no_trunc: bool) -> serde_json::Value {
+    let command = c.config.args.join(" ");
+    let command = if no_trunc {
+        command
+    } else {
+        ellipsis(&command, 20)
+    };
+    let created = chrono_like(c.created);
+    serde_json::json!({
+        "Command": format!("{command:?}"),
+        "CreatedAt": created,
+        "ID": if no_trunc { c.id.as_str() } else { c.short_id() },
+        "Image": c.image,
+        "Labels": c.config.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        "LocalVolumes": "0",
+        "Mounts": c.config.volumes.iter().map(|v| v.target.clone()).collect::<Vec<_>>().join(","),
+        "Names": c.name,
+        "Networks": if c.config.host_network { "host" } else { "none" },
+        "Ports": "",
+        "RunningFor": format!("{} ago", human_duration(now - c.created)),
+        "Size": "0B",
+        "State": c.effective_state().as_str(),
+        "Status": status_text(c, now),
+    })
+}
+
+/// Go's `time.Time.String()` for a UTC time (`2026-01-02 15:04:05 +0000 UTC`),
+/// as `docker ps`'s CreatedAt.
+fn chrono_like(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} {} +0000 UTC", &s[..10], &s[11..19])
 }
 
 /// Runs `kiln ps`.
@@ -180,6 +220,17 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{id}")?;
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    match args.format.as_deref() {
+        None | Some("table") => {}
+        Some("json") => {
+            let mut out = std::io::stdout().lock();
+            for c in &list {
+                writeln!(out, "{}", ps_fields(c, now, args.no_trunc))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(other) => bail!("--format {other:?}: kiln ps supports table and json"),
     }
     let mut rows = vec![
         [
@@ -341,6 +392,110 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kiln cp` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  kiln cp c1:/etc/passwd ./passwd\n  kiln cp c1:/var/log/. ./logs   # a directory's contents\n  kiln cp ./config.json c1:/etc/app/"
+)]
+pub struct CpArgs {
+    /// `CONTAINER:SRC_PATH` or a host path.
+    src: String,
+    /// `CONTAINER:DEST_PATH` or a host path.
+    dest: String,
+}
+
+/// Splits `CONTAINER:PATH` (a host path containing `/` before any `:`
+/// is a host path, as Docker decides).
+fn container_path(arg: &str) -> Option<(&str, &str)> {
+    let (c, p) = arg.split_once(':')?;
+    (!c.is_empty() && !c.contains('/')).then_some((c, p))
+}
+
+/// Runs `kiln cp`.
+pub fn cp(args: CpArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    if args.src == "-" || args.dest == "-" {
+        bail!("kiln cp does not stream tar archives (-); copy to or from a path");
+    }
+    match (container_path(&args.src), container_path(&args.dest)) {
+        (Some((c, p)), None) => {
+            containers::copy_from(&root, c, p, std::path::Path::new(&args.dest))?;
+        }
+        (None, Some((c, p))) => {
+            containers::copy_to(&root, c, std::path::Path::new(&args.src), p)?;
+        }
+        (Some(_), Some(_)) => bail!("copying between containers is not supported"),
+        (None, None) => bail!("must specify at least one container source (CONTAINER:PATH)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln export` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  kiln export -o rootfs.tar c1\n  kiln export c1 | kiln import - flat:1"
+)]
+pub struct ExportArgs {
+    /// Write to a file instead of standard output.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// The container.
+    container: String,
+}
+
+/// Runs `kiln export`.
+pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let root = Root::open_configured()?;
+    match &args.output {
+        Some(path) => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
+                .with_context(|| format!("create {}", path.display()))?;
+            containers::export(&root, &args.container, tmp.as_file_mut())?;
+            tmp.persist(path)
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to write a tar archive to a terminal: use -o or redirect");
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            containers::export(&root, &args.container, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln restart` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  kiln restart web\n  kiln restart -t 1 web db")]
+pub struct RestartArgs {
+    /// Seconds to wait after SIGTERM before killing.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    /// Containers to restart.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Runs `kiln restart`.
+pub fn restart(args: RestartArgs) -> anyhow::Result<ExitCode> {
+    let root = Root::open_configured()?;
+    each(&args.containers, |n| {
+        let c = containers::lookup(&root, n)?;
+        containers::restart(
+            &root,
+            &c.id,
+            Duration::from_secs(args.time),
+            monitor_command(&root, &c.id)?,
+        )?;
+        println!("{n}");
+        Ok(())
+    })
+}
+
 /// `kiln rename` arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  kiln rename elegant_agnesi web")]
@@ -463,6 +618,13 @@ pub struct LogsArgs {
     /// Number of lines to show from the end of the logs (`all` for all).
     #[arg(short = 'n', long, default_value = "all")]
     tail: String,
+    /// Show logs since a timestamp (`2026-01-02T15:04:05Z`) or a relative
+    /// time (`42m`, `1h30m`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a timestamp or a relative time.
+    #[arg(long)]
+    until: Option<String>,
     /// The container.
     container: String,
 }
@@ -478,7 +640,14 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--tail {n}: not a number"))?,
         ),
     };
+    let since = args.since.as_deref().map(log_time).transpose()?;
+    let until = args.until.as_deref().map(log_time).transpose()?;
+    let in_window = |e: &containers::LogEntry| {
+        since.as_ref().is_none_or(|s| e.time.as_str() >= s.as_str())
+            && until.as_ref().is_none_or(|u| e.time.as_str() < u.as_str())
+    };
     let (mut entries, mut offset) = containers::read_log(&root, &c.id, 0)?;
+    entries.retain(|e| in_window(e));
     if let Some(n) = tail {
         let skip = entries.len().saturating_sub(n);
         entries.drain(..skip);
@@ -506,7 +675,8 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
             let running = containers::lookup(&root, &c.id)
                 .map(|r| r.effective_state() == ContainerState::Running)
                 .unwrap_or(false);
-            let (more, next) = containers::read_log(&root, &c.id, offset)?;
+            let (mut more, next) = containers::read_log(&root, &c.id, offset)?;
+            more.retain(|e| in_window(e));
             offset = next;
             print(&more)?;
             if more.is_empty() && !running {
@@ -516,6 +686,23 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `--since`/`--until` value as a log timestamp (RFC 3339, nanoseconds,
+/// UTC, the form the log's entries have, so that they compare as text).
+fn log_time(s: &str) -> anyhow::Result<String> {
+    let t = match humantime::parse_duration(s) {
+        Ok(ago) => std::time::SystemTime::now()
+            .checked_sub(ago)
+            .context("--since/--until: too far in the past")?,
+        Err(_) => match s.parse::<i64>() {
+            // Unix seconds, as Docker also takes.
+            Ok(secs) => std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64),
+            Err(_) => humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+                .with_context(|| format!("invalid time {s:?} (use 2026-01-02T15:04:05Z or 10m)"))?,
+        },
+    };
+    Ok(humantime::format_rfc3339_nanos(t).to_string())
 }
 
 /// `kiln commit` arguments.
@@ -617,8 +804,18 @@ pub enum ContainerCommand {
     Rm(RmArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
+    /// Create a new container from an image without starting it.
+    Create(crate::run::CreateArgs),
+    /// Run a command in a new container.
+    Run(crate::run::RunArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// Export a container's file system as a tar archive.
+    Export(ExportArgs),
+    /// Restart one or more containers.
+    Restart(RestartArgs),
+    /// Copy files between a container and the host.
+    Cp(CpArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(DiffArgs),
     /// Start one or more stopped containers.
@@ -644,7 +841,12 @@ pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
         ContainerCommand::Inspect(a) => inspect(a),
         ContainerCommand::Rm(a) => rm(a),
         ContainerCommand::Prune(a) => prune(a),
+        ContainerCommand::Create(a) => crate::run::create(a),
+        ContainerCommand::Run(a) => crate::run::run(a),
         ContainerCommand::Rename(a) => rename(a),
+        ContainerCommand::Export(a) => export(a),
+        ContainerCommand::Restart(a) => restart(a),
+        ContainerCommand::Cp(a) => cp(a),
         ContainerCommand::Diff(a) => diff(a),
         ContainerCommand::Start(a) => start(a),
         ContainerCommand::Stop(a) => stop(a),

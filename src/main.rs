@@ -96,8 +96,16 @@ enum Command {
     Commit(containers::CommitArgs),
     /// Run a command in a running container.
     Exec(containers::ExecArgs),
+    /// Create a new container from an image without starting it.
+    Create(run::CreateArgs),
     /// Rename a container.
     Rename(containers::RenameArgs),
+    /// Export a container's file system as a tar archive.
+    Export(containers::ExportArgs),
+    /// Restart one or more containers.
+    Restart(containers::RestartArgs),
+    /// Copy files between a container and the host.
+    Cp(containers::CpArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(containers::DiffArgs),
     /// Manage containers (ls, inspect, prune, rm, logs, exec, commit, ...).
@@ -170,6 +178,10 @@ fn main() -> ExitCode {
         Command::Monitor(args) => containers::monitor(args),
         Command::Container(cmd) => containers::run_container(cmd),
         Command::Rename(args) => containers::rename(args),
+        Command::Export(args) => containers::export(args),
+        Command::Restart(args) => containers::restart(args),
+        Command::Cp(args) => containers::cp(args),
+        Command::Create(args) => run::create(args),
         Command::Diff(args) => containers::diff(args),
         Command::Images(args) => images::run_images(args),
         Command::Image(cmd) => images::run_image(cmd),

@@ -36,7 +36,24 @@ pub struct RunArgs {
     /// Run the container in the background and print its id.
     #[arg(short = 'd', long)]
     detach: bool,
-    /// Remove the container's writable layer when it exits.
+    #[command(flatten)]
+    container: ContainerArgs,
+}
+
+/// `kiln create` arguments (docker create's names).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kiln create --name job busybox sh -c 'echo hi'
+  kiln start -a job")]
+pub struct CreateArgs {
+    #[command(flatten)]
+    container: ContainerArgs,
+}
+
+/// What `kiln run` and `kiln create` share: the container's options.
+#[derive(Debug, clap::Args)]
+pub struct ContainerArgs {
+    /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
     #[command(flatten)]
@@ -86,8 +103,8 @@ fn parse_bytes(s: &str) -> anyhow::Result<i64> {
     Ok(n * mult)
 }
 
-/// Runs `kiln run`; the container's exit status becomes kiln's.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// The engine's request for a container with `args`' options.
+fn request(args: &ContainerArgs) -> anyhow::Result<RunRequest> {
     let mut req = RunRequest::default();
     req.image = args.image.clone();
     req.cmd = args.command.clone();
@@ -126,6 +143,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             read_only: ro,
         });
     }
+    Ok(req)
+}
+
+/// Runs `kiln create`: prints the new container's id.
+pub fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let req = request(&args.container)?;
+    let root = Root::open_configured()?;
+    let record = containers::create(&root, &req)?;
+    println!("{}", record.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `kiln run`; the container's exit status becomes kiln's.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut req = request(&args.container)?;
     let root = Root::open_configured()?;
     if args.detach {
         // Detached: no stdin, the output goes only to the container's log.
@@ -142,7 +174,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     req.control = Some(proxy_signals());
     // With -t on a terminal, the container's pty does the line editing and
     // echo: put the user's terminal in raw mode for the run, and restore it.
-    let saved = if args.process.tty {
+    let saved = if args.container.process.tty {
         RawMode::enter()
     } else {
         None

@@ -1,15 +1,29 @@
 //! Containers kept after `kiln run` (without `--rm`): their records, logs and
 //! writable layers under `<root>/containers/<id>/`, and what `docker ps`,
-//! `rm`, `start`, `logs`, `commit` and `exec` do with them, without a daemon.
+//! `create`, `start`, `stop`, `kill`, `wait`, `rm`, `rename`, `logs`,
+//! `diff`, `commit`, `cp`, `export`, `inspect` and `exec` do with them,
+//! without a daemon.
 //!
 //! Each container is a directory named by its 64-hex id holding
 //! `container.json` (a [`ContainerRecord`], always replaced atomically by
 //! write-to-temp + rename), `upper/` (the overlay upper dir: the
-//! container's changes to its image), `work/` (overlayfs scratch) and
+//! container's changes to its image), `work/` (overlayfs scratch),
 //! `container.log` (Docker's json-file log format, one JSON object per
-//! output chunk). A record whose state says running but whose process is
-//! gone (kiln was killed) reads as exited, so nothing depends on a
-//! process staying alive to clean up after itself.
+//! output line) and `lock` (held by the process running it). Names are
+//! reserved by exclusively created files in `<root>/containers/names/`.
+//!
+//! Nothing runs in the background unless the caller asks: [`run_attached`]
+//! runs a container in the calling process; [`start_detached`] spawns a
+//! supervisor process the caller provides (the CLI re-executes itself, as
+//! podman's conmon) that calls [`monitor`]. The pid of the supervisor (and
+//! of the container's first process) is in the record with its start time;
+//! a record whose state says running but whose supervisor is gone (kiln
+//! was killed, and the container with it) reads as exited, so nothing
+//! depends on a process staying alive to clean up after itself.
+//!
+//! Not done: pausing through the freezer cgroup (commit `-p` stops the
+//! processes with SIGSTOP), attaching to a detached container's standard
+//! input, copying into a running container, restart policies, ports.
 //!
 //! # Example
 //!
@@ -501,6 +515,9 @@ fn reserve_name(root: &Root, name: &str, id: &str) -> Result<bool> {
 /// Creates a container from `req` (state `created`): resolves the image,
 /// records the options, reserves the name and makes its directories.
 pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
+    // Until the record exists, nothing tells a collection that the image
+    // is in use.
+    let _gc = crate::gc::BuildLock::shared(root)?;
     let image = resolve_local(root, &req.image)?;
     let config = image.config()?;
     let cfg = run_config(&config, req)?;
@@ -685,10 +702,12 @@ fn command_error(
 ) -> std::result::Result<Error, kiln_runtime_linux::Error> {
     match e {
         kiln_runtime_linux::Error::Exec { program, source } => {
-            let exit_code = match source.raw_os_error() {
-                Some(libc_enoent) if libc_enoent == 2 || libc_enoent == 20 => 127,
-                _ => 126,
-            };
+            // Docker: 127 when the command does not exist, 126 when it
+            // exists but cannot be executed.
+            let not_found = [nix::errno::Errno::ENOENT, nix::errno::Errno::ENOTDIR]
+                .iter()
+                .any(|e| source.raw_os_error() == Some(*e as i32));
+            let exit_code = if not_found { 127 } else { 126 };
             Ok(Error::ContainerCommand {
                 program,
                 exit_code,
@@ -734,8 +753,23 @@ pub fn run_attached_with(
         .write(true)
         .open(&lock_path)
         .map_err(|e| Error::io("open", &lock_path, e))?;
-    let locked = fs4::fs_std::FileExt::try_lock_exclusive(&lock)
-        .map_err(|e| Error::io("lock", &lock_path, e))?;
+    // The supervisor of a run that just ended holds the lock for a moment
+    // after recording the exit: give it that moment.
+    let mut locked = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if fs4::fs_std::FileExt::try_lock_exclusive(&lock)
+            .map_err(|e| Error::io("lock", &lock_path, e))?
+        {
+            locked = true;
+            break;
+        }
+        let running = read_record(&dir)?.corrected().state == ContainerState::Running;
+        if running || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut rec = read_record(&dir)?.corrected();
     if !locked || rec.state == ContainerState::Running {
         return Err(Error::Container {
@@ -743,10 +777,14 @@ pub fn run_attached_with(
             message: "is already running".into(),
         });
     }
+    // Snapshots being unpacked are not recorded anywhere yet: hold off
+    // collections meanwhile (the record protects them afterwards).
+    let gc_lock = crate::gc::BuildLock::shared(root)?;
     let image = resolve_local(root, &rec.image_digest)?;
     let mut lowers = root
         .snapshots()
         .ensure(root.store(), &image.layer_digests()?)?;
+    drop(gc_lock);
     if lowers.is_empty() {
         let empty = dir.join("empty");
         std::fs::create_dir_all(&empty).map_err(|e| Error::io("create directory", &empty, e))?;
@@ -1054,10 +1092,10 @@ pub fn stop(root: &Root, name_or_id: &str, timeout: Duration) -> Result<Containe
     wait(root, &rec.id, Some(Duration::from_secs(30)))
 }
 
-/// Signal numbers used here (Linux).
+/// Signal numbers used here.
 mod libc_signal {
-    pub const SIGTERM: i32 = 15;
-    pub const SIGKILL: i32 = 9;
+    pub const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
+    pub const SIGKILL: i32 = nix::sys::signal::Signal::SIGKILL as i32;
 }
 
 /// Deletes a container's directory and name reservation.
@@ -1245,6 +1283,8 @@ pub fn diff(root: &Root, name_or_id: &str) -> Result<Vec<(char, String)>> {
 /// A running container is committed as it is at that moment, with its
 /// processes stopped meanwhile when `options.pause` is set.
 pub fn commit(root: &Root, name_or_id: &str, options: &CommitOptions) -> Result<Committed> {
+    // The new layer blob is unreferenced until the image is stored.
+    let _gc = crate::gc::BuildLock::shared(root)?;
     let rec = lookup(root, name_or_id)?;
     let image = resolve_local(root, &rec.image_digest)?;
     let mut config = image.config()?;
@@ -1568,6 +1608,251 @@ pub fn prune(root: &Root) -> Result<(Vec<ContainerRecord>, u64)> {
         }
     }
     Ok((removed, bytes))
+}
+
+// --- cp ----------------------------------------------------------------------
+
+/// The merged view of a container's file system: its upper dir over its
+/// image's layers (read without mounting; valid while it runs too).
+fn container_view(root: &Root, rec: &ContainerRecord) -> Result<crate::snapshot::MergedView> {
+    let image = resolve_local(root, &rec.image_digest)?;
+    let lowers = root
+        .snapshots()
+        .ensure(root.store(), &image.layer_digests()?)?;
+    let mut layers = vec![container_dir(root, &rec.id).join("upper")];
+    layers.extend(lowers);
+    Ok(crate::snapshot::MergedView::new(layers))
+}
+
+/// Resolves `path` in `view` as the kernel would inside the container,
+/// following symbolic links in every component but the last (at most 40),
+/// never above the root. Returns the relative path, or `None` when a
+/// component is missing.
+fn resolve_in_view(view: &crate::snapshot::MergedView, path: &str) -> Option<String> {
+    let mut todo: std::collections::VecDeque<String> = path.split('/').map(String::from).collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let last = todo.iter().all(|p| p.is_empty() || p == ".");
+        let mut candidate = done.clone();
+        candidate.push(part.clone());
+        let rel = candidate.join("/");
+        if last {
+            done = candidate;
+            break;
+        }
+        let real = view.lookup(&rel)?;
+        let md = std::fs::symlink_metadata(&real).ok()?;
+        if md.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&real).ok()?;
+            let target = target.to_string_lossy();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            for p in target.split('/').rev() {
+                todo.push_front(p.to_string());
+            }
+        } else {
+            done = candidate;
+        }
+    }
+    Some(done.join("/"))
+}
+
+fn cp_error(container: &str, message: String) -> Error {
+    Error::Container {
+        container: container.to_string(),
+        message,
+    }
+}
+
+/// `docker cp CONTAINER:SRC DEST`: copies a file or directory (recursively,
+/// `SRC/.` for a directory's contents) out of a container, running or not,
+/// into `dest` (into it when it is an existing directory). The copies are
+/// owned by the caller, as Docker's.
+pub fn copy_from(root: &Root, name_or_id: &str, src: &str, dest: &Path) -> Result<PathBuf> {
+    let rec = lookup(root, name_or_id)?;
+    let view = container_view(root, &rec)?;
+    let contents_only = src.ends_with("/.");
+    let rel = resolve_in_view(&view, src.trim_end_matches("/."))
+        .filter(|r| r.is_empty() || view.exists(r))
+        .ok_or_else(|| {
+            cp_error(
+                name_or_id,
+                format!("could not find the file {src} in the container"),
+            )
+        })?;
+    let base = Path::new(&rel)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "root".into());
+    let target = if dest.is_dir() && !contents_only {
+        dest.join(base)
+    } else {
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(Error::io(
+                "copy into",
+                parent,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        dest.to_path_buf()
+    };
+    view.copy_out(&rel, &target)?;
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    for entry in walkdir::WalkDir::new(&target).into_iter().flatten() {
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))
+            .map_err(|e| Error::io("chown", entry.path(), e))?;
+    }
+    Ok(target)
+}
+
+/// `docker cp SRC CONTAINER:DEST`: copies a host file or directory into a
+/// container that is not running (written into its upper layer, owned by
+/// root as Docker's default; parents that come from the image keep their
+/// attributes). Returns the path in the container.
+pub fn copy_to(root: &Root, name_or_id: &str, src: &Path, dest: &str) -> Result<String> {
+    let rec = lookup(root, name_or_id)?;
+    if rec.effective_state() == ContainerState::Running {
+        return Err(cp_error(
+            name_or_id,
+            "copying into a running container is not supported by kiln (stop it first)".into(),
+        ));
+    }
+    let md = std::fs::symlink_metadata(src).map_err(|e| Error::io("stat", src, e))?;
+    let view = container_view(root, &rec)?;
+    let contents_only = src.to_string_lossy().ends_with("/.");
+    let dest_rel = resolve_in_view(&view, dest).ok_or_else(|| {
+        cp_error(
+            name_or_id,
+            format!("no such directory for {dest} in the container"),
+        )
+    })?;
+    // Into an existing directory, or as the named path.
+    let dest_is_dir = view
+        .lookup(&dest_rel)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.is_dir());
+    let rel = if dest_is_dir && !contents_only {
+        let name = src
+            .file_name()
+            .ok_or_else(|| cp_error(name_or_id, format!("{} has no file name", src.display())))?;
+        let joined = Path::new(&dest_rel).join(name);
+        joined.to_string_lossy().trim_start_matches('/').to_string()
+    } else {
+        dest_rel.clone()
+    };
+    let parent = Path::new(&rel)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !parent.is_empty() && !view.lookup(&parent).is_some_and(|p| p.is_dir()) {
+        return Err(cp_error(
+            name_or_id,
+            format!("no such directory /{parent} in the container"),
+        ));
+    }
+    // Parents from the image are created in the upper dir with their
+    // attributes, so the overlay merges them rather than replacing them.
+    let upper = container_dir(root, &rec.id).join("upper");
+    let mut prefix = PathBuf::new();
+    for comp in Path::new(&parent).components() {
+        prefix.push(comp);
+        let in_upper = upper.join(&prefix);
+        if std::fs::symlink_metadata(&in_upper).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        if let Some(real) = view.lookup(&prefix.to_string_lossy()) {
+            crate::copy::copy_node(&real, &in_upper, None)?;
+        }
+    }
+    let root_owned = crate::copy::CopyAttrs {
+        uid: Some(0),
+        gid: Some(0),
+        mode: None,
+    };
+    let target = upper.join(&rel);
+    // A path the container deleted is a whiteout (a 0/0 character device)
+    // in the upper dir: replace it; a directory put there must be opaque,
+    // or the image's old contents would show through again.
+    let was_whiteout = std::fs::symlink_metadata(&target).is_ok_and(|m| {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        m.file_type().is_char_device() && m.rdev() == 0
+    });
+    if was_whiteout {
+        std::fs::remove_file(&target).map_err(|e| Error::io("remove whiteout", &target, e))?;
+    }
+    if md.is_dir() {
+        crate::copy::copy_tree(src, &target, Some(&root_owned))?;
+        if was_whiteout {
+            xattr::set(&target, "trusted.overlay.opaque", b"y")
+                .map_err(|e| Error::io("mark opaque", &target, e))?;
+        }
+    } else {
+        crate::copy::copy_node(src, &target, Some(&root_owned))?;
+    }
+    Ok(format!("/{rel}"))
+}
+
+// --- export, restart ---------------------------------------------------------
+
+/// `docker export`: the container's whole file system (its image's layers
+/// merged with its changes) as a plain tar written to `out`.
+///
+/// The merged tree is first copied to scratch space (no mount needed, so
+/// it works for running and stopped containers alike); device nodes are
+/// left out.
+pub fn export(root: &Root, name_or_id: &str, out: &mut dyn Write) -> Result<()> {
+    let _gc = crate::gc::BuildLock::shared(root)?;
+    let rec = lookup(root, name_or_id)?;
+    let view = container_view(root, &rec)?;
+    let tmp = root.tempdir("export-")?;
+    let tree = tmp.path().join("rootfs");
+    view.copy_out("", &tree)?;
+    let changes = ChangeSet::added_tree(&tree)
+        .map_err(|e| Error::step(format!("scan the file system of container {}", rec.name), e))?;
+    let mut opts = WriteOptions::default();
+    opts.compression = kiln_image_layers::Compression::None;
+    kiln_image_layers::write_layer(&changes, out, &opts).map_err(|e| {
+        Error::step(
+            format!("write the file system of container {}", rec.name),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// `docker restart`: stops the container if it runs (SIGTERM, SIGKILL
+/// after `timeout`) and starts it again in the background with
+/// `monitor_command` (see [`start_detached`]).
+pub fn restart(
+    root: &Root,
+    name_or_id: &str,
+    timeout: Duration,
+    monitor_command: std::process::Command,
+) -> Result<ContainerRecord> {
+    let rec = stop(root, name_or_id, timeout)?;
+    // The supervisor of the previous run releases the container's lock as
+    // it records the exit; wait for that before starting again.
+    let rec = wait(root, &rec.id, Some(Duration::from_secs(30)))?;
+    start_detached(root, &rec.id, monitor_command)
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@
 //! write them as a layer directly (`kiln-image-layers`). The image config
 //! follows Docker's rules ([`ImageConfig`]). Progress is a stream of typed
 //! [`Event`]s on a tokio channel. [`run_image`] runs a container from an
-//! image with Docker's ENTRYPOINT/CMD rules.
+//! image with Docker's ENTRYPOINT/CMD rules; [`containers`] keeps containers
+//! (records, logs, detached runs through a supervisor process) and does what
+//! `docker ps/start/stop/logs/commit/exec/cp/export` do with them.
 //!
 //! Registries: [`pull`] downloads an image with its layers in parallel,
 //! verified while they stream and unpacked into snapshots as they arrive,

@@ -237,6 +237,16 @@ fn ps_shows_docker_columns_before_and_after_exit() {
     let out = kiln(&["ps", "-q", "--filter", "name=ps-run"]);
     assert_eq!(stdout(&out).trim(), &id[..12]);
 
+    // --format json: Docker's fields, one object per line.
+    let out = kiln(&["ps", "--format", "json", "--filter", "name=ps-run"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["ID"], &id[..12]);
+    assert_eq!(v["Names"], "ps-run");
+    assert_eq!(v["State"], "running");
+    assert_eq!(v["Command"], "\"sleep 60\"");
+    assert!(v["Status"].as_str().unwrap().starts_with("Up "));
+    assert!(v["CreatedAt"].as_str().unwrap().ends_with(" +0000 UTC"));
+
     let out = kiln(&["kill", "ps-run"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = kiln(&["wait", "ps-run"]);
@@ -326,6 +336,30 @@ fn start_attach_reruns_on_the_kept_layer_and_returns_the_exit_code() {
 }
 
 #[test]
+fn create_then_start_attached() {
+    let out = kiln(&[
+        "create",
+        "--name",
+        "cr",
+        "-e",
+        "X=1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x=$X; exit 3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).trim().len(), 64);
+    let row = row_of("cr", true).unwrap();
+    assert_eq!(row[4], "Created", "{row:?}");
+    assert!(row_of("cr", false).is_none());
+    let out = kiln(&["start", "-a", "cr"]);
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    assert_eq!(stdout(&out), "x=1\n");
+    assert!(kiln(&["container", "rm", "cr"]).status.success());
+}
+
+#[test]
 fn logs_keep_both_streams_with_timestamps_and_tail() {
     let out = kiln(&[
         "run",
@@ -355,6 +389,22 @@ fn logs_keep_both_streams_with_timestamps_and_tail() {
         );
         assert!(rest == "one" || rest == "three");
     }
+    // --since/--until select by time.
+    let out = kiln(&["logs", "--since", "10m", "logs-both"]);
+    assert_eq!(stdout(&out), "one\nthree\n", "{}", text(&out));
+    let out = kiln(&["logs", "--until", "10m", "logs-both"]);
+    assert_eq!(stdout(&out), "", "{}", text(&out));
+    let out = kiln(&[
+        "logs",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2999-01-01T00:00:00Z",
+        "logs-both",
+    ]);
+    assert_eq!(stdout(&out), "one\nthree\n", "{}", text(&out));
+    let out = kiln(&["logs", "--since", "yesterday-ish", "logs-both"]);
+    assert_eq!(code(&out), 125);
     // Docker's json-file format on disk.
     let id = kiln(&["ps", "-aq", "--no-trunc", "--filter", "name=logs-both"]);
     let id = stdout(&id).trim().to_string();
@@ -796,4 +846,200 @@ fn signals_to_a_foreground_run_go_to_the_container() {
     let row = row_of("sigp", true).unwrap();
     assert!(row[4].starts_with("Exited (7)"), "{row:?}");
     assert!(kiln(&["rm", "sigp"]).status.success());
+}
+
+#[test]
+fn cp_copies_out_of_and_into_containers() {
+    let host = tempfile::tempdir().unwrap();
+    // Out of a stopped container: a file, a directory, a directory's contents.
+    let out = kiln(&[
+        "run",
+        "--name",
+        "cpo",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo one > /data/a && echo two > /data/sub/b && ln -s /data /link && rm /etc/group",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let h = |p: &str| host.path().join(p);
+    let hs = |p: &str| h(p).to_str().unwrap().to_string();
+    assert!(kiln(&["cp", "cpo:/data/a", &hs("a.txt")]).status.success());
+    assert_eq!(std::fs::read_to_string(h("a.txt")).unwrap(), "one\n");
+    assert!(kiln(&["cp", "cpo:/data", &hs("")]).status.success());
+    assert_eq!(std::fs::read_to_string(h("data/sub/b")).unwrap(), "two\n");
+    std::fs::create_dir(h("contents")).unwrap();
+    assert!(
+        kiln(&["cp", "cpo:/data/.", &hs("contents")])
+            .status
+            .success()
+    );
+    assert!(h("contents/a").exists() && h("contents/sub/b").exists());
+    // A symlinked directory in the path is followed inside the container.
+    assert!(
+        kiln(&["cp", "cpo:/link/sub/b", &hs("via-link")])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read_to_string(h("via-link")).unwrap(), "two\n");
+    // A file the container deleted is gone; one from the image is there.
+    let out = kiln(&["cp", "cpo:/etc/group", &hs("group")]);
+    assert_eq!(code(&out), 125, "{}", text(&out));
+    assert!(
+        kiln(&["cp", "cpo:/etc/passwd", &hs("passwd")])
+            .status
+            .success()
+    );
+    assert!(
+        std::fs::read_to_string(h("passwd"))
+            .unwrap()
+            .starts_with("root:")
+    );
+
+    // A directory the container deleted comes back with only the copied
+    // contents (an opaque directory in the upper layer).
+    let out = kiln(&[
+        "run",
+        "--name",
+        "cpw",
+        "busybox",
+        "sh",
+        "-c",
+        "rm -rf /usr/sbin",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::create_dir(h("sbin-new")).unwrap();
+    std::fs::write(h("sbin-new/only"), "x").unwrap();
+    let out = kiln(&["cp", &hs("sbin-new"), "cpw:/usr/sbin"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(kiln(&["commit", "cpw", "img-cpw"]).status.success());
+    let out = kiln(&["run", "--rm", "img-cpw", "ls", "/usr/sbin"]);
+    assert_eq!(stdout(&out), "only\n", "{}", text(&out));
+
+    // Into a created container: the process sees the files.
+    std::fs::write(h("in.txt"), "copied in\n").unwrap();
+    std::fs::create_dir(h("etc-new")).unwrap();
+    std::fs::write(h("etc-new/only"), "x").unwrap();
+    let out = kiln(&[
+        "create",
+        "--name",
+        "cpi",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /tmp/in.txt /in2.txt; ls /etc/new",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(kiln(&["cp", &hs("in.txt"), "cpi:/tmp/"]).status.success());
+    assert!(
+        kiln(&["cp", &hs("in.txt"), "cpi:/in2.txt"])
+            .status
+            .success()
+    );
+    assert!(
+        kiln(&["cp", &hs("etc-new"), "cpi:/etc/new"])
+            .status
+            .success()
+    );
+    let out = kiln(&["start", "-a", "cpi"]);
+    assert_eq!(
+        stdout(&out),
+        "copied in\ncopied in\nonly\n",
+        "{}",
+        text(&out)
+    );
+    // A running container: copying out works, copying in is refused.
+    let out = kiln(&[
+        "run",
+        "-d",
+        "--name",
+        "cpr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo live > /live; sleep 60",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until("the file", || {
+        kiln(&["cp", "cpr:/live", &hs("live")]).status.success()
+    });
+    assert_eq!(std::fs::read_to_string(h("live")).unwrap(), "live\n");
+    let out = kiln(&["cp", &hs("in.txt"), "cpr:/tmp/"]);
+    assert_eq!(code(&out), 125);
+    assert!(stderr(&out).contains("running"), "{}", text(&out));
+    assert!(
+        kiln(&["rm", "-f", "cpo", "cpi", "cpr", "cpw"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn export_and_restart() {
+    let out = kiln(&[
+        "run",
+        "--name",
+        "exp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo exported > /f; rm /bin/vi",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let tar_path = dir.path().join("fs.tar");
+    let out = kiln(&["export", "-o", tar_path.to_str().unwrap(), "exp"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut ar = tar::Archive::new(std::fs::File::open(&tar_path).unwrap());
+    let mut names = Vec::new();
+    let mut f_content = String::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        if p == "f" {
+            std::io::Read::read_to_string(&mut e, &mut f_content).unwrap();
+        }
+        names.push(p);
+    }
+    assert_eq!(f_content, "exported\n");
+    assert!(
+        names.iter().any(|n| n == "bin/busybox"),
+        "the image's files"
+    );
+    assert!(
+        !names.iter().any(|n| n == "bin/vi"),
+        "deleted files are not exported"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains(".wh.")),
+        "a flat tree, no whiteouts"
+    );
+
+    // restart: a running container is stopped and started again (its
+    // kept layer sees the first run's file).
+    let out = kiln(&[
+        "run",
+        "-d",
+        "--name",
+        "rst",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run >> /runs; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = kiln(&["restart", "-t", "5", "rst"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).trim(), "rst");
+    let row = row_of("rst", false).expect("running again");
+    assert!(row[4].starts_with("Up "), "{row:?}");
+    wait_until("the second run", || {
+        stdout(&kiln(&["exec", "rst", "cat", "/runs"])) == "run\nrun\n"
+    });
+    assert!(kiln(&["rm", "-f", "exp", "rst"]).status.success());
 }
