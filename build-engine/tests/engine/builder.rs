@@ -533,8 +533,7 @@ async fn bind_mounts_are_the_sources_read_only_and_rw_writes_are_discarded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn copy_from_the_context_writes_owner_mode_and_parents_without_staging() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let df =
-        "FROM scratch\nCOPY --exclude=**/*.log . /app/\nCOPY --chmod=600 a.txt /b/c.txt\nRUN after\n";
+    let df = "FROM scratch\nCOPY --exclude=**/*.log . /app/\nCOPY --chmod=600 a.txt /b/c.txt\nRUN after\n";
     let (ctx, _state, root) = setup(df);
     std::fs::create_dir(ctx.path().join("sub")).unwrap();
     std::fs::write(ctx.path().join("sub/x.txt"), "x").unwrap();
