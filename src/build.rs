@@ -14,6 +14,11 @@ use crate::progress::{ProgressMode, render};
 
 /// `kiln build` arguments (docker build's names).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kiln build -t app:1 .
+  kiln build -t app:dev --target test --build-arg VERSION=2 -f docker/Dockerfile .
+  tar -c . | kiln build -t app -
+  kiln build --secret id=npm,src=$HOME/.npmrc -o type=oci,dest=app.tar .")]
 pub struct BuildArgs {
     /// Name and optionally a tag (`name:tag`); may be repeated.
     #[arg(short = 't', long = "tag")]
@@ -52,6 +57,10 @@ pub struct BuildArgs {
     /// `type=docker,dest=FILE.tar` (the image always goes to the store).
     #[arg(short = 'o', long = "output")]
     output: Vec<String>,
+    /// Push every `-t` name to its registry after a successful build
+    /// (same as `-o type=registry`).
+    #[arg(long)]
+    push: bool,
     /// Import cache from a registry: `REF` or `type=registry,ref=REF`.
     #[arg(long = "cache-from")]
     cache_from: Vec<String>,
@@ -146,7 +155,12 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     for c in &args.cache_to {
         options.cache_to.push(cache_ref(c)?);
     }
+    let mut push = args.push;
     for o in &args.output {
+        if crate::registry::is_registry_output(o) {
+            push = true;
+            continue;
+        }
         options
             .outputs
             .push(kiln_build_engine::Output::parse(o).map_err(anyhow::Error::msg)?);
@@ -194,7 +208,8 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     request.tags = args.tags.clone();
     request.options = options;
 
-    let root = Root::open(&Root::default_dir())?;
+    let root = Root::open_configured()?;
+    let push_root = root.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -214,6 +229,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         let _ = renderer.await;
         result
     })?;
+    if push {
+        crate::registry::push_after_build(&push_root, &args.tags, args.quiet)?;
+    }
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &result.manifest_digest)
             .with_context(|| format!("write {}", f.display()))?;

@@ -15,6 +15,9 @@ use serde_json::json;
 #[derive(Debug, Subcommand)]
 pub enum DockerfileCommand {
     /// Print the typed instructions of a Dockerfile.
+    #[command(after_help = "Examples:
+  kiln dockerfile parse Dockerfile
+  kiln dockerfile parse --json - < Dockerfile | jq '.[0]'")]
     Parse {
         /// Print JSON (one object per instruction).
         #[arg(long)]
@@ -23,6 +26,9 @@ pub enum DockerfileCommand {
         file: String,
     },
     /// Check a Dockerfile against BuildKit's build checks and best practices.
+    #[command(after_help = "Examples:
+  kiln dockerfile lint Dockerfile
+  kiln dockerfile lint --format json app/Dockerfile")]
     Lint {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -3,29 +3,44 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use kiln_build_engine::{ExecMount, NetworkMode, Root, RunRequest, run_image};
+use kiln_build_engine::{Control, ExecMount, NetworkMode, Root, RunRequest, containers, run_image};
+
+/// The process options `kiln run` and `kiln exec` share (Docker's names).
+#[derive(Debug, clap::Args)]
+pub struct ProcessArgs {
+    /// Keep standard input open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable `KEY=VALUE` (or `KEY` from the environment).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// User (`name`, `uid`, `name:group`, `uid:gid`).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory in the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+}
 
 /// `kiln run` arguments (docker run's names).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kiln run --rm busybox echo hello
+  kiln run --rm -it -v \"$PWD\":/src:ro -w /src busybox sh
+  kiln run --rm --network host --memory 512m -e MODE=prod app:1
+  kiln run -d --name web busybox httpd -f -p 8080")]
 pub struct RunArgs {
+    /// Run the container in the background and print its id.
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Remove the container's writable layer when it exits.
     #[arg(long)]
     rm: bool,
-    /// Keep standard input open.
-    #[arg(short = 'i', long)]
-    interactive: bool,
-    /// Allocate a pseudo-terminal.
-    #[arg(short = 't', long)]
-    tty: bool,
-    /// Set an environment variable `KEY=VALUE` (or `KEY` from the environment).
-    #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
-    /// User (`name`, `uid`, `name:group`, `uid:gid`).
-    #[arg(short = 'u', long)]
-    user: Option<String>,
-    /// Working directory in the container.
-    #[arg(short = 'w', long)]
-    workdir: Option<String>,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Overwrite the image's ENTRYPOINT.
     #[arg(long)]
     entrypoint: Option<String>,
@@ -77,15 +92,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     req.image = args.image.clone();
     req.cmd = args.command.clone();
     req.entrypoint = args.entrypoint.clone();
-    req.env = args.env.clone();
-    req.user = args.user.clone();
-    req.workdir = args.workdir.clone();
+    req.env = args.process.env.clone();
+    req.user = args.process.user.clone();
+    req.workdir = args.process.workdir.clone();
     req.read_only = args.read_only;
     req.memory = args.memory.as_deref().map(parse_bytes).transpose()?;
     req.cpus = args.cpus;
     req.pids_limit = args.pids_limit;
-    req.tty = args.tty;
-    req.interactive = args.interactive;
+    req.tty = args.process.tty;
+    req.interactive = args.process.interactive;
     req.remove = args.rm;
     req.name = args.name.clone();
     req.network = match args.network.as_str() {
@@ -111,23 +126,74 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             read_only: ro,
         });
     }
-    let root = Root::open(&Root::default_dir())?;
+    let root = Root::open_configured()?;
+    if args.detach {
+        // Detached: no stdin, the output goes only to the container's log.
+        req.interactive = false;
+        let record = containers::create(&root, &req)?;
+        containers::start_detached(
+            &root,
+            &record.id,
+            crate::containers::monitor_command(&root, &record.id)?,
+        )?;
+        println!("{}", record.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    req.control = Some(proxy_signals());
     // With -t on a terminal, the container's pty does the line editing and
     // echo: put the user's terminal in raw mode for the run, and restore it.
-    let saved = if args.tty { RawMode::enter() } else { None };
+    let saved = if args.process.tty {
+        RawMode::enter()
+    } else {
+        None
+    };
     let code = run_image(&root, &req);
     drop(saved);
-    let code = code?;
-    Ok(ExitCode::from(
-        u8::try_from(code.clamp(0, 255)).unwrap_or(255),
-    ))
+    Ok(exit_code(code?))
+}
+
+/// Docker's signal proxy (`docker run --sig-proxy`, on by default): the
+/// signals a user or a supervisor sends to kiln while it runs a container
+/// in the foreground (Ctrl-C without `-t`, `kill`, `timeout`) go to the
+/// container's process instead of ending kiln, whose death would SIGKILL
+/// the container. Call before any other thread starts, so that every
+/// thread has them blocked and only the forwarding thread receives them.
+pub fn proxy_signals() -> Control {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let control = Control::new();
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_ok() {
+        let c = control.clone();
+        std::thread::spawn(move || {
+            while let Ok(sig) = set.wait() {
+                c.signal(sig as i32);
+            }
+        });
+    }
+    control
+}
+
+/// A container's exit code as kiln's.
+pub fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
 }
 
 /// The terminal's settings before raw mode; restored on drop.
-struct RawMode(rustix::termios::Termios);
+pub struct RawMode(rustix::termios::Termios);
 
 impl RawMode {
-    fn enter() -> Option<RawMode> {
+    /// Puts the terminal on stdin in raw mode (None when it is not one).
+    pub fn enter() -> Option<RawMode> {
         let stdin = std::io::stdin();
         let saved = rustix::termios::tcgetattr(&stdin).ok()?;
         let mut raw = saved.clone();

@@ -14,8 +14,13 @@ use kiln_build_engine::gc::{self, PruneOptions, PruneReport, human_size};
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Remove unused data: dangling images and unused build cache.
+    #[command(after_help = "Examples:
+  kiln system prune
+  kiln system prune -a -f")]
     Prune(PruneArgs),
     /// Show disk usage.
+    #[command(after_help = "Examples:
+  kiln system df")]
     Df,
 }
 
@@ -23,6 +28,9 @@ pub enum SystemCommand {
 #[derive(Debug, Subcommand)]
 pub enum BuilderCommand {
     /// Remove build cache.
+    #[command(after_help = "Examples:
+  kiln builder prune -f
+  kiln builder prune -a -f")]
     Prune(PruneArgs),
 }
 

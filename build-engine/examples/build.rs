@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tag = args.next();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let root = Root::open(&Root::default_dir())?;
+        let root = Root::open_configured()?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<kiln_build_engine::Event>();
         let printer = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {

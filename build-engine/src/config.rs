@@ -293,6 +293,24 @@ impl ImageConfig {
         }
     }
 
+    /// Sets the comment of the last history entry (`docker commit -m`).
+    pub fn set_history_comment(&mut self, comment: &str) {
+        if let Some(Value::Array(a)) = self.root.get_mut("history")
+            && let Some(Value::Object(last)) = a.last_mut()
+        {
+            if comment.is_empty() {
+                last.remove("comment");
+            } else {
+                last.insert("comment".into(), json!(comment));
+            }
+        }
+    }
+
+    /// Sets the image's `author` (`docker commit -a`, `MAINTAINER`).
+    pub fn set_author(&mut self, author: &str) {
+        self.root.insert("author".into(), json!(author));
+    }
+
     /// Sets the image's `created` time (RFC 3339).
     pub fn set_created(&mut self, created: &str) {
         self.root.insert("created".into(), json!(created));

@@ -45,6 +45,14 @@ pub enum Error {
         /// The feature, e.g. `RUN --mount=type=ssh`.
         feature: String,
     },
+    /// The configuration file or an environment override is invalid.
+    #[error("configuration {}: {message}", path.display())]
+    Settings {
+        /// The file (or `$VARIABLE`) holding the bad setting.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// `--target` names no stage.
     #[error("target stage {0:?} not found")]
     TargetNotFound(String),
@@ -82,6 +90,17 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// A registry refused or failed an account operation (login, search).
+    #[error("registry {registry}: {message}")]
+    Registry {
+        /// The registry (`docker.io`, `localhost:5000`).
+        registry: String,
+        /// What went wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A JSON document (config, manifest, cache record) is malformed.
     #[error("{what}: invalid JSON")]
     Json {
@@ -90,6 +109,51 @@ pub enum Error {
         /// The parse error.
         #[source]
         source: serde_json::Error,
+    },
+    /// No image in the store matches the reference (tag, digest or ID
+    /// prefix). The message is Docker's.
+    #[error("No such image: {reference}")]
+    NoSuchImage {
+        /// The reference as written.
+        reference: String,
+    },
+    /// An image operation conflicts with the store's state (a container
+    /// uses the image, it has several tags, an ID prefix is ambiguous); the
+    /// message is Docker's.
+    #[error("conflict: {message}")]
+    Conflict {
+        /// What conflicts, and whether `--force` would help.
+        message: String,
+    },
+    /// An image `--filter` is malformed.
+    #[error("{message}")]
+    Filter {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No container has this name or id (prefix).
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    /// An operation on a container cannot be done in its current state
+    /// (removing a running container without force, an ambiguous id prefix).
+    #[error("container {container}: {message}")]
+    Container {
+        /// The container as named by the caller.
+        container: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A container's command could not be executed (Docker's exit code 127
+    /// for a command not found, 126 for one that is not executable).
+    #[error("container command {program:?} cannot be run")]
+    ContainerCommand {
+        /// The command (`args[0]`).
+        program: String,
+        /// 127 (not found) or 126 (not executable).
+        exit_code: i32,
+        /// The errno of `execve`.
+        #[source]
+        source: std::io::Error,
     },
     /// The build was cancelled (another stage failed, or the caller asked).
     #[error("build cancelled")]

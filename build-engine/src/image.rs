@@ -139,12 +139,22 @@ pub fn resolve_local(root: &Root, reference: &str) -> Result<LocalImage> {
     if let Ok(r) = ImageRef::parse(reference) {
         candidates.push(r.to_string());
     }
-    let desc = candidates
-        .iter()
-        .find_map(|c| store.resolve(c).ok())
-        .ok_or_else(|| {
-            not_found("not found in the local store (pull it, or build it first)".into())
-        })?;
+    let desc = match candidates.iter().find_map(|c| store.resolve(c).ok()) {
+        Some(d) => d,
+        // An image ID (config digest) or a unique prefix of one, as Docker
+        // accepts wherever it takes an image.
+        None => match crate::images::resolve_manifest_digest(root, reference) {
+            Ok(d) => store
+                .resolve(&d)
+                .map_err(|e| Error::step(format!("read image {reference}"), e))?,
+            Err(Error::Conflict { message }) => return Err(not_found(message)),
+            Err(_) => {
+                return Err(not_found(
+                    "not found in the local store (pull it, or build it first)".into(),
+                ));
+            }
+        },
+    };
     let digest = Digest::from_oci(desc.digest()).map_err(|e| Error::step("manifest digest", e))?;
     let raw = store
         .read_blob(&digest)

@@ -50,7 +50,7 @@
 //! ```no_run
 //! use kiln_build_engine::{BuildRequest, Builder, Root};
 //! # async fn demo() -> Result<(), kiln_build_engine::Error> {
-//! let root = Root::open(&Root::default_dir())?;
+//! let root = Root::open_configured()?;
 //! let result = Builder::new(root).build(BuildRequest::new("./app").tag("app:dev")).await?;
 //! println!("built {}", result.manifest_digest);
 //! # Ok(()) }
@@ -59,6 +59,7 @@
 mod builder;
 mod cache;
 mod config;
+pub mod containers;
 mod context;
 mod copy;
 mod dockerignore;
@@ -67,12 +68,16 @@ mod exec;
 mod fsutil;
 pub mod gc;
 mod image;
+pub mod images;
 mod output;
 mod progress;
 mod pull;
+mod push;
+mod registry;
 mod remote_cache;
 mod root;
 mod run;
+pub mod settings;
 mod snapshot;
 
 pub use builder::{
@@ -80,17 +85,29 @@ pub use builder::{
 };
 pub use cache::{CacheIndex, CacheInputs, CacheRecord, LayerRecord};
 pub use config::{ConfigChange, ImageConfig, expand_ports, resolve_workdir};
+pub use containers::{ContainerRecord, ContainerState};
 pub use context::{BuildContext, ContextEntry, DigestCache, EntryKind, unpack_context_tar};
 pub use dockerignore::DockerIgnore;
 pub use error::{Cause, Error, Result};
 pub use exec::{ExecJob, ExecMount, Executor, LinuxExecutor, NetworkMode};
 pub use image::{ImageRef, LocalImage, resolve_local};
+pub use kiln_registry_client::{Client as RegistryClient, SearchResult};
 pub use output::Output;
 pub use progress::{Event, EventKind, Progress, StepId, Stream};
-pub use pull::pull_image;
+pub use pull::{
+    LayerStatus, PullEvent, PullOptions, PullProgress, PullResult, no_pull_progress, pull,
+    pull_image,
+};
+pub use push::{
+    PushEvent, PushProgress, PushResult, PushStatus, blob_sources, push, repository_tags,
+};
+pub use registry::{login, logout, registry_client, registry_name, search};
 pub use remote_cache::{CACHE_CONFIG_MEDIA_TYPE, export_cache, import_cache};
 pub use root::Root;
 pub use run::{RunRequest, import_rootfs, run_image};
+pub use settings::Settings;
 pub use snapshot::{MergedView, Snapshots};
 
+/// Forwards signals to, or resizes the terminal of, a running container.
+pub use kiln_runtime_linux::Control;
 pub use oci_spec;

@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use kiln_image_layers::Digest;
 use kiln_image_layers::oci_spec::image::MediaType;
-use kiln_registry_client::{
-    Client, ClientConfig, OciLayoutBlobs, PushOptions, Reference, no_progress,
-};
+use kiln_registry_client::{Client, OciLayoutBlobs, PushOptions, Reference, no_progress};
 use serde_json::json;
 
 use crate::cache::CacheRecord;
@@ -32,9 +30,8 @@ fn reg_err(reference: &str, message: &str, e: kiln_registry_client::Error) -> Er
     }
 }
 
-fn client(reference: &str) -> Result<Client> {
-    Client::new(ClientConfig::default())
-        .map_err(|e| reg_err(reference, "create registry client", e))
+fn client(root: &Root, _reference: &str) -> Result<Client> {
+    root.registry_client()
 }
 
 /// Pushes `records` (and the layers they name) to `reference`.
@@ -43,7 +40,7 @@ pub async fn export_cache(
     records: &BTreeMap<String, CacheRecord>,
     reference: &str,
 ) -> Result<()> {
-    let c = client(reference)?;
+    let c = client(root, reference)?;
     let r = Reference::parse(reference).map_err(|e| reg_err(reference, "invalid reference", e))?;
     let config = serde_json::to_vec(&json!({ "records": records })).map_err(|e| Error::Json {
         what: "cache config".into(),
@@ -90,7 +87,7 @@ pub async fn export_cache(
 /// is not known locally are added, with their layer blobs. Returns how many
 /// records were imported.
 pub async fn import_cache(root: &Root, reference: &str) -> Result<usize> {
-    let c = client(reference)?;
+    let c = client(root, reference)?;
     let r = Reference::parse(reference).map_err(|e| reg_err(reference, "invalid reference", e))?;
     let m = c
         .pull_manifest(&r)

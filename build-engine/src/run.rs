@@ -1,20 +1,22 @@
 //! `docker run`: a container from an image in the store, and importing a
 //! root file system as an image.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kiln_image_layers::{ChangeSet, WriteOptions};
+use kiln_runtime_linux::oci_spec::runtime::Spec;
 use kiln_runtime_linux::oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, RootBuilder,
 };
-use kiln_runtime_linux::{Container, RootFs, RunOptions, Stdio, docker_default_spec, set_network};
+use kiln_runtime_linux::{docker_default_spec, set_network};
 
 use crate::builder::{HOST_ARCH, HOST_OS, timestamp};
 use crate::cache::LayerRecord;
 use crate::config::{ConfigChange, ImageConfig};
+use crate::containers::{self, RunConfig, VolumeRecord};
 use crate::error::{Error, Result};
 use crate::exec::{ExecMount, NetworkMode, oci_mounts};
-use crate::image::{ImageRef, resolve_local};
+use crate::image::ImageRef;
 use crate::root::Root;
 
 /// What to run and how (`kiln run` flags).
@@ -50,17 +52,26 @@ pub struct RunRequest {
     pub tty: bool,
     /// `-i`: pass standard input.
     pub interactive: bool,
-    /// `--rm`: remove the container's writable layer afterwards; otherwise
-    /// it is kept under `<root>/containers/<name>`.
+    /// `--rm`: remove the container when its process ends; otherwise it is
+    /// kept under `<root>/containers/<id>` (`kiln ps -a`, `start`, `commit`).
     pub remove: bool,
     /// `--name`.
     pub name: Option<String>,
+    /// Forwards signals (and terminal sizes) to the container's process
+    /// while [`run_image`] runs.
+    pub control: Option<kiln_runtime_linux::Control>,
 }
 
 /// Docker's rule for the process arguments: `--entrypoint` replaces the
 /// image's entrypoint and discards its CMD; a command replaces CMD; the
 /// result is entrypoint + cmd.
 pub(crate) fn process_args(config: &ImageConfig, req: &RunRequest) -> Vec<String> {
+    let (entrypoint, cmd) = entrypoint_and_cmd(config, req);
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// The two halves of [`process_args`].
+fn entrypoint_and_cmd(config: &ImageConfig, req: &RunRequest) -> (Vec<String>, Vec<String>) {
     let (entrypoint, image_cmd) = match &req.entrypoint {
         Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
         Some(e) => (vec![e.clone()], Vec::new()),
@@ -71,15 +82,14 @@ pub(crate) fn process_args(config: &ImageConfig, req: &RunRequest) -> Vec<String
     } else {
         req.cmd.clone()
     };
-    entrypoint.into_iter().chain(cmd).collect()
+    (entrypoint, cmd)
 }
 
-/// Runs a container from `req.image` with the caller's standard streams and
-/// returns its exit code (125 is never produced here; errors are errors).
-pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
-    let image = resolve_local(root, &req.image)?;
-    let config = image.config()?;
-    let args = process_args(&config, req);
+/// The options a container keeps (and is started again with): Docker's
+/// ENTRYPOINT/CMD rules, the image's environment merged with `-e`, user
+/// and working directory defaults from the image.
+pub(crate) fn run_config(config: &ImageConfig, req: &RunRequest) -> Result<RunConfig> {
+    let args = process_args(config, req);
     if args.is_empty() {
         return Err(Error::Image {
             reference: req.image.clone(),
@@ -87,20 +97,6 @@ pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
             source: None,
         });
     }
-    let mut spec = docker_default_spec(args);
-    set_network(
-        &mut spec,
-        match req.network {
-            NetworkMode::Host => kiln_runtime_linux::Network::Host,
-            NetworkMode::None => kiln_runtime_linux::Network::None,
-        },
-    );
-    let root_spec = RootBuilder::default()
-        .path("rootfs")
-        .readonly(req.read_only)
-        .build()
-        .map_err(|e| Error::step("runtime spec root", e))?;
-    spec.set_root(Some(root_spec));
     let mut env: Vec<(String, String)> = config.env();
     for e in &req.env {
         let (k, v) = match e.split_once('=') {
@@ -118,22 +114,93 @@ pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
     if !env.iter().any(|(k, _)| k == "PATH") {
         env.insert(0, ("PATH".into(), kiln_runtime_linux::DEFAULT_PATH.into()));
     }
+    let mut volumes = Vec::new();
+    for v in &req.volumes {
+        match v {
+            ExecMount::Bind {
+                source,
+                target,
+                read_only,
+            } => volumes.push(VolumeRecord {
+                source: source.clone(),
+                target: target.clone(),
+                read_only: *read_only,
+            }),
+            ExecMount::Tmpfs { target, .. } => {
+                return Err(Error::Unsupported {
+                    line: 0,
+                    feature: format!("a tmpfs mount ({target}) on `kiln run`"),
+                });
+            }
+        }
+    }
+    let (entrypoint, cmd) = entrypoint_and_cmd(config, req);
+    let labels = config
+        .as_json()
+        .get("config")
+        .and_then(|c| c.get("Labels"))
+        .and_then(|l| l.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(RunConfig {
+        args,
+        entrypoint,
+        cmd,
+        labels,
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        user: req.user.clone().unwrap_or_else(|| config.user()),
+        workdir: req.workdir.clone().unwrap_or_else(|| config.working_dir()),
+        volumes,
+        host_network: req.network == NetworkMode::Host,
+        tty: req.tty,
+        interactive: req.interactive,
+        read_only: req.read_only,
+        memory: req.memory,
+        cpus: req.cpus,
+        pids_limit: req.pids_limit,
+        auto_remove: req.remove,
+    })
+}
+
+/// The runtime spec of a container (or of a process exec'd into it).
+pub(crate) fn container_spec(cfg: &RunConfig, hostname: &str) -> Result<Spec> {
+    let mut spec = docker_default_spec(cfg.args.clone());
+    set_network(
+        &mut spec,
+        if cfg.host_network {
+            kiln_runtime_linux::Network::Host
+        } else {
+            kiln_runtime_linux::Network::None
+        },
+    );
+    if !cfg.host_network {
+        spec.set_hostname(Some(hostname.to_string()));
+    }
+    let root_spec = RootBuilder::default()
+        .path("rootfs")
+        .readonly(cfg.read_only)
+        .build()
+        .map_err(|e| Error::step("runtime spec root", e))?;
+    spec.set_root(Some(root_spec));
     if let Some(p) = spec.process_mut().as_mut() {
-        p.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
-        p.set_cwd(
-            req.workdir
-                .clone()
-                .unwrap_or_else(|| config.working_dir())
-                .into(),
-        );
-        p.set_terminal(Some(req.tty));
+        p.set_env(Some(cfg.env.clone()));
+        p.set_cwd(if cfg.workdir.is_empty() {
+            "/".into()
+        } else {
+            cfg.workdir.clone().into()
+        });
+        p.set_terminal(Some(cfg.tty));
     }
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.extend(oci_mounts(&req.volumes)?);
+    mounts.extend(oci_mounts(&cfg.mounts())?);
     spec.set_mounts(Some(mounts));
-    if req.memory.is_some() || req.cpus.is_some() || req.pids_limit.is_some() {
+    if cfg.memory.is_some() || cfg.cpus.is_some() || cfg.pids_limit.is_some() {
         let mut res = LinuxResourcesBuilder::default();
-        if let Some(m) = req.memory {
+        if let Some(m) = cfg.memory {
             res = res.memory(
                 LinuxMemoryBuilder::default()
                     .limit(m)
@@ -141,7 +208,7 @@ pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
                     .map_err(|e| Error::step("memory limit", e))?,
             );
         }
-        if let Some(c) = req.cpus {
+        if let Some(c) = cfg.cpus {
             let period: u64 = 100_000;
             res = res.cpu(
                 LinuxCpuBuilder::default()
@@ -151,7 +218,7 @@ pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
                     .map_err(|e| Error::step("cpu limit", e))?,
             );
         }
-        if let Some(p) = req.pids_limit {
+        if let Some(p) = cfg.pids_limit {
             res = res.pids(
                 LinuxPidsBuilder::default()
                     .limit(p)
@@ -164,75 +231,31 @@ pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
             linux.set_resources(Some(res));
         }
     }
-
-    let layers = image.layer_digests()?;
-    let lowers = root.snapshots().ensure(root.store(), &layers)?;
-    let containers = root.dir().join("containers");
-    std::fs::create_dir_all(&containers)
-        .map_err(|e| Error::io("create directory", &containers, e))?;
-    let cdir: PathBuf = match &req.name {
-        Some(n) => {
-            let d = containers.join(n);
-            std::fs::create_dir(&d)
-                .map_err(|e| Error::io("create container (is the name in use?)", &d, e))?;
-            d
-        }
-        None => tempfile::Builder::new()
-            .prefix("c-")
-            .tempdir_in(&containers)
-            .map_err(|e| Error::io("create container in", &containers, e))?
-            .keep(),
-    };
-    let result = run_in(&cdir, spec, lowers, req, &config);
-    if req.remove {
-        let _ = std::fs::remove_dir_all(&cdir);
-    } else {
-        let _ = std::fs::remove_dir_all(cdir.join("work"));
-    }
-    result
+    Ok(spec)
 }
 
-fn run_in(
-    cdir: &Path,
-    spec: kiln_runtime_linux::oci_spec::runtime::Spec,
-    mut lowers: Vec<PathBuf>,
-    req: &RunRequest,
-    config: &ImageConfig,
-) -> Result<i32> {
-    let upper = cdir.join("upper");
-    let work = cdir.join("work");
-    for d in [&upper, &work] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
-    }
-    if lowers.is_empty() {
-        let empty = cdir.join("empty");
-        std::fs::create_dir_all(&empty).map_err(|e| Error::io("create directory", &empty, e))?;
-        lowers.push(empty);
-    }
-    let mut opts = RunOptions::new();
-    let user = req.user.clone().unwrap_or_else(|| config.user());
-    if !user.is_empty() {
-        opts.user = Some(user);
-    }
-    let container = Container::new(
-        spec,
-        RootFs::Overlay {
-            lowers,
-            upper,
-            work,
-        },
-        opts,
-    );
+/// Runs a container from `req.image` with the caller's standard streams and
+/// returns its exit code (125 is never produced here; errors are errors).
+///
+/// The container is kept under `<root>/containers/<id>/` (see
+/// [`crate::containers`]) unless `req.remove`; its output also goes to its
+/// log.
+pub fn run_image(root: &Root, req: &RunRequest) -> Result<i32> {
+    let record = containers::create(root, req)?;
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    let mut stdio = Stdio::new(&mut out, &mut err);
-    if req.interactive {
-        stdio = stdio.with_stdin(Box::new(std::io::stdin()));
+    let stdin: Option<Box<dyn std::io::Read + Send>> = if req.interactive {
+        Some(Box::new(std::io::stdin()))
+    } else {
+        None
+    };
+    let control = req.control.clone().unwrap_or_default();
+    let result =
+        containers::run_attached_with(root, &record.id, &mut out, &mut err, stdin, control);
+    if req.remove {
+        containers::remove_files(root, &record);
     }
-    let status = container
-        .run(stdio)
-        .map_err(|e| Error::step(format!("run container from {}", req.image), e))?;
-    Ok(status.code())
+    result
 }
 
 /// Imports a root file-system directory as a single-layer image tagged

@@ -87,6 +87,20 @@ pub fn import_rootfs_tar(
     reader: impl Read,
     options: &ImportOptions,
 ) -> Result<Descriptor> {
+    let (layer, diff_id) = import_rootfs_layer(store, reader, options.compression)?;
+    image_from_layers(store, &[(layer, diff_id)], options)
+}
+
+/// Stores a root filesystem tarball (plain, gzip or zstd, as
+/// [`Compression::auto_decoder`] detects) as one layer blob,
+/// recompressed with `compression` in one pass. Returns the layer's
+/// descriptor and its diffID; writing a config and manifest for it is the
+/// caller's business (see [`import_rootfs_tar`] for a default one).
+pub fn import_rootfs_layer(
+    store: &Store,
+    reader: impl Read,
+    compression: Compression,
+) -> Result<(Descriptor, Digest)> {
     let read_err = |source| Error::LayerRead {
         layer: "rootfs tarball".into(),
         entry: None,
@@ -95,7 +109,7 @@ pub fn import_rootfs_tar(
     let (_, mut decoder) = Compression::auto_decoder(reader).map_err(read_err)?;
     let mut blob = store.blob_writer()?;
     let settings = EncoderSettings {
-        compression: options.compression,
+        compression,
         level: None,
         threads: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
@@ -107,8 +121,8 @@ pub fn import_rootfs_tar(
     let (enc, diff_id, _) = tar.finish();
     enc.finish()
         .map_err(io_err("compress rootfs", store.root()))?;
-    let layer = blob.commit(options.compression.oci_media_type())?;
-    image_from_layers(store, &[(layer, diff_id)], options)
+    let layer = blob.commit(compression.oci_media_type())?;
+    Ok((layer, diff_id))
 }
 
 /// Writes config and manifest for already stored layers; tags or records
@@ -166,6 +180,36 @@ fn repo_tag(name: &str) -> String {
 /// Writes a `docker save` archive of the images named by `references`
 /// (tags or digests in `store`) to `out`.
 pub fn docker_save(store: &Store, references: &[&str], out: impl Write) -> Result<()> {
+    let images: Vec<SaveImage<'_>> = references
+        .iter()
+        .map(|r| SaveImage {
+            reference: r,
+            name: if Digest::parse(r).is_ok() {
+                None
+            } else {
+                Some(r)
+            },
+        })
+        .collect();
+    docker_save_named(store, &images, out)
+}
+
+/// One image for [`docker_save_named`].
+#[derive(Debug, Clone, Copy)]
+pub struct SaveImage<'a> {
+    /// How to find the image in the store (a tag or a manifest digest).
+    pub reference: &'a str,
+    /// The name to record in the archive (`RepoTags`, `repositories`,
+    /// `io.containerd.image.name`), as `docker save` writes it
+    /// (`busybox:latest`); `None` writes the image without a name, as
+    /// `docker save <image id>` does.
+    pub name: Option<&'a str>,
+}
+
+/// Writes a `docker save` archive like [`docker_save`], with the name of
+/// each image in the archive chosen by the caller (the store may hold
+/// normalised names that Docker would write in their short form).
+pub fn docker_save_named(store: &Store, images: &[SaveImage<'_>], out: impl Write) -> Result<()> {
     let mut builder = tar::Builder::new(out);
     let mut written = std::collections::BTreeSet::new();
     let mut manifest_json = Vec::new();
@@ -194,7 +238,8 @@ pub fn docker_save(store: &Store, references: &[&str], out: impl Write) -> Resul
         }
         Ok(name)
     };
-    for reference in references {
+    for image in images {
+        let reference = image.reference;
         let desc = store.resolve(reference)?;
         let mdigest = Digest::from_oci(desc.digest())?;
         let (manifest, _) = store.manifest(&mdigest)?;
@@ -209,12 +254,7 @@ pub fn docker_save(store: &Store, references: &[&str], out: impl Write) -> Resul
             )?);
         }
         add_blob(&mut builder, &mdigest, &mut written)?;
-        let is_digest = Digest::parse(reference).is_ok();
-        let tags: Vec<String> = if is_digest {
-            Vec::new()
-        } else {
-            vec![repo_tag(reference)]
-        };
+        let tags: Vec<String> = image.name.map(repo_tag).into_iter().collect();
         for t in &tags {
             if let Some((repo, tag)) = t.rsplit_once(':') {
                 let top = manifest
@@ -228,15 +268,37 @@ pub fn docker_save(store: &Store, references: &[&str], out: impl Write) -> Resul
                     .insert(tag.to_owned(), top);
             }
         }
-        manifest_json.push(json!({"Config": config_path, "RepoTags": tags, "Layers": layer_paths}));
+        // One manifest.json entry per image, listing all its names, as
+        // `docker save a:1 a:2` writes (skopeo expects one item per image).
+        let existing = manifest_json
+            .iter_mut()
+            .find(|m: &&mut Value| m.get("Config").and_then(Value::as_str) == Some(&config_path));
+        match existing {
+            Some(m) => {
+                if let Some(Value::Array(list)) = m.get_mut("RepoTags") {
+                    for t in &tags {
+                        if !list.iter().any(|x| x.as_str() == Some(t)) {
+                            list.push(json!(t));
+                        }
+                    }
+                }
+            }
+            None => manifest_json
+                .push(json!({"Config": config_path, "RepoTags": tags, "Layers": layer_paths})),
+        }
         let mut entry = serde_json::to_value(&desc).map_err(|source| Error::Json {
             what: "descriptor".into(),
             source,
         })?;
-        if let (Some(obj), false) = (entry.as_object_mut(), is_digest) {
+        if let (Some(obj), Some(name)) = (entry.as_object_mut(), image.name) {
+            let full = repo_tag(name);
+            let tag = full
+                .rsplit_once(':')
+                .map(|(_, t)| t.to_owned())
+                .unwrap_or_default();
             obj.insert(
                 "annotations".into(),
-                json!({"io.containerd.image.name": repo_tag(reference), "org.opencontainers.image.ref.name": repo_tag(reference).rsplit_once(':').map(|(_, t)| t.to_owned()).unwrap_or_default()}),
+                json!({"io.containerd.image.name": full, "org.opencontainers.image.ref.name": tag}),
             );
         }
         index_entries.push(entry);
@@ -278,6 +340,32 @@ pub fn docker_save(store: &Store, references: &[&str], out: impl Write) -> Resul
 /// The archive is unpacked to a temporary directory inside the store
 /// first, because `manifest.json` usually comes last in it.
 pub fn docker_load(store: &Store, reader: impl Read) -> Result<Vec<Descriptor>> {
+    Ok(docker_load_named(store, reader, &|n: &str| n.to_owned())?
+        .into_iter()
+        .map(|l| l.descriptor)
+        .collect())
+}
+
+/// An image [`docker_load_named`] stored.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LoadedImage {
+    /// The manifest descriptor in the store.
+    pub descriptor: Descriptor,
+    /// The names it was tagged with in the store (after renaming), in
+    /// archive order; empty for an image the archive did not name.
+    pub names: Vec<String>,
+}
+
+/// Loads a `docker save` archive like [`docker_load`]; each name found in
+/// the archive (`RepoTags`, `io.containerd.image.name`) goes through
+/// `rename` before it becomes a tag in the store, so a caller can
+/// normalise `busybox:latest` to `docker.io/library/busybox:latest`.
+pub fn docker_load_named(
+    store: &Store,
+    reader: impl Read,
+    rename: &dyn Fn(&str) -> String,
+) -> Result<Vec<LoadedImage>> {
     let tmp = tempfile::Builder::new()
         .prefix("load-")
         .tempdir_in(store.root().join(".kiln-tmp"))
@@ -352,10 +440,16 @@ pub fn docker_load(store: &Store, reader: impl Read) -> Result<Vec<Descriptor>> 
             if tags.is_empty() {
                 store.add_untagged(&desc)?;
             }
+            let mut names = Vec::new();
             for t in tags {
-                store.tag(t, &desc)?;
+                let name = rename(t);
+                store.tag(&name, &desc)?;
+                names.push(name);
             }
-            out.push(desc);
+            out.push(LoadedImage {
+                descriptor: desc,
+                names,
+            });
         }
         return Ok(out);
     }
@@ -399,11 +493,21 @@ pub fn docker_load(store: &Store, reader: impl Read) -> Result<Vec<Descriptor>> 
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             desc.set_annotations(None);
-            match name {
-                Some(n) => store.tag(&n, &desc)?,
-                None => store.add_untagged(&desc)?,
-            }
-            out.push(desc);
+            let names = match name {
+                Some(n) => {
+                    let n = rename(&n);
+                    store.tag(&n, &desc)?;
+                    vec![n]
+                }
+                None => {
+                    store.add_untagged(&desc)?;
+                    Vec::new()
+                }
+            };
+            out.push(LoadedImage {
+                descriptor: desc,
+                names,
+            });
         }
         return Ok(out);
     }

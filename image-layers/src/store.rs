@@ -797,6 +797,33 @@ impl Store {
         Ok(report)
     }
 
+    /// Removes those of `candidates` that no image in `index.json` reaches
+    /// any more (the blobs of an image just deleted, say), holding the
+    /// store lock so that a concurrent tag cannot revive one halfway.
+    /// Unlike [`gc`](Self::gc) there is no grace period: call it only with
+    /// blobs of images the caller removed. Returns what was removed, with
+    /// the bytes each freed, in `candidates` order.
+    pub fn remove_unreachable(&self, candidates: &[Digest]) -> Result<Vec<(Digest, u64)>> {
+        let _lock = self.lock()?;
+        let reachable = self.reachable()?;
+        let mut removed = Vec::new();
+        let mut seen = BTreeSet::new();
+        for d in candidates {
+            if reachable.contains_key(d) || !seen.insert(d.clone()) {
+                continue;
+            }
+            let path = self.blob_path(d);
+            let len = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("stat blob", &path)(e)),
+            };
+            fs::remove_file(&path).map_err(io_err("remove blob", &path))?;
+            removed.push((d.clone(), len));
+        }
+        Ok(removed)
+    }
+
     /// Checks every reachable blob: present, hashing to its name, of the
     /// size its descriptors claim.
     pub fn verify(&self) -> Result<VerifyReport> {

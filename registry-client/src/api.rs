@@ -46,6 +46,53 @@ impl Artifact {
     }
 }
 
+/// Docker Hub's search endpoint (the v1 index API `docker search` uses).
+pub const DOCKER_HUB_SEARCH_URL: &str = "https://index.docker.io/v1/search";
+
+/// One result of [`Client::search`] (Docker's `docker search` columns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SearchResult {
+    /// The repository name.
+    pub name: String,
+    /// Its description (empty where the registry has none).
+    pub description: String,
+    /// Stars (0 where the registry has none).
+    pub stars: u64,
+    /// Whether it is an official image.
+    pub official: bool,
+}
+
+/// Parses Docker Hub's search answer.
+fn parse_hub_search(body: &[u8], limit: usize) -> Result<Vec<SearchResult>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Hit {
+        name: String,
+        #[serde(default)]
+        description: Option<String>,
+        #[serde(default)]
+        star_count: u64,
+        #[serde(default)]
+        is_official: bool,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        results: Vec<Hit>,
+    }
+    let a: Answer = serde_json::from_slice(body)?;
+    Ok(a.results
+        .into_iter()
+        .take(limit)
+        .map(|h| SearchResult {
+            name: h.name,
+            description: h.description.unwrap_or_default(),
+            stars: h.star_count,
+            official: h.is_official,
+        })
+        .collect())
+}
+
 impl Client {
     async fn get_json_pages(
         &self,
@@ -135,6 +182,78 @@ impl Client {
         }
         self.get_json_pages(&ep, &["registry:catalog:*".to_owned()], url, "repositories")
             .await
+    }
+
+    /// Searches `registry` for repositories whose name contains `term`
+    /// (case-insensitive), at most `limit` results. Docker Hub (`docker.io`)
+    /// has a search endpoint (`GET https://index.docker.io/v1/search`),
+    /// which also gives descriptions, stars and the official flag; other
+    /// registries are searched through their catalog
+    /// ([`Client::catalog`]), whose names come back as `registry/name` so
+    /// they can be pulled as shown. A registry that offers neither answers
+    /// with an error (404, 401 or 403 for the catalog).
+    pub async fn search(
+        &self,
+        registry: &str,
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchResult>, Error> {
+        if registry == crate::reference::DOCKER_HUB {
+            return self.search_docker_hub(term, limit).await;
+        }
+        let needle = term.to_lowercase();
+        Ok(self
+            .catalog(registry, None)
+            .await?
+            .into_iter()
+            .filter(|name| name.to_lowercase().contains(&needle))
+            .take(limit)
+            .map(|name| SearchResult {
+                name: format!("{registry}/{name}"),
+                description: String::new(),
+                stars: 0,
+                official: false,
+            })
+            .collect())
+    }
+
+    async fn search_docker_hub(
+        &self,
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchResult>, Error> {
+        let mut url = reqwest::Url::parse(DOCKER_HUB_SEARCH_URL).map_err(|e| Error::Config {
+            what: format!("search URL: {e}"),
+        })?;
+        url.query_pairs_mut()
+            .append_pair("q", term)
+            .append_pair("n", &limit.to_string());
+        let resp = self
+            .inner
+            .http
+            .get(url.clone())
+            .header(reqwest::header::USER_AGENT, &self.inner.config.user_agent)
+            .send()
+            .await
+            .map_err(|e| Error::Http {
+                method: "GET".to_owned(),
+                url: url.to_string(),
+                what: describe(&e),
+                source: Some(e),
+            })?;
+        if !resp.status().is_success() {
+            return Err(status_error(&Method::GET, url.as_str(), resp).await);
+        }
+        let body = resp.bytes().await.map_err(|e| Error::Http {
+            method: "GET".to_owned(),
+            url: url.to_string(),
+            what: describe(&e),
+            source: Some(e),
+        })?;
+        parse_hub_search(&body, limit).map_err(|source| Error::Json {
+            url: url.to_string(),
+            source,
+        })
     }
 
     /// Deletes the manifest `reference` names (by digest; a tag is resolved
@@ -359,4 +478,30 @@ fn fallback_tag(repo: &Reference, subject: &Digest) -> Result<Reference, Error> 
     let tag = format!("{}-{}", subject.algorithm(), subject.digest());
     let tag: String = tag.chars().take(128).collect();
     Reference::from_parts(repo.registry(), repo.repository(), Some(&tag), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_search_answers_parse_and_are_limited() {
+        let body = br#"{"num_results":3,"query":"busy","results":[
+            {"name":"busybox","description":"Busybox base image.","star_count":3000,"is_official":true,"is_automated":false},
+            {"name":"user/busy","description":null,"star_count":2,"is_official":false},
+            {"name":"other/busy"}]}"#;
+        let r = parse_hub_search(body, 2).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            SearchResult {
+                name: "busybox".into(),
+                description: "Busybox base image.".into(),
+                stars: 3000,
+                official: true,
+            }
+        );
+        assert_eq!(r[1].description, "");
+        assert!(parse_hub_search(b"\"not an object\"", 5).is_err());
+    }
 }

@@ -242,6 +242,53 @@ impl DockerConfig {
         self.save()
     }
 
+    /// Removes the credentials for `registry` as `docker logout` does:
+    /// every `auths` entry naming it (in any spelling: `https://host/v1/`,
+    /// `host`), and the helper's copy when a helper holds them. Other keys
+    /// of the file are kept. Returns false when nothing was stored.
+    pub fn erase(&mut self, registry: &str) -> Result<bool, Error> {
+        let server = server_key(registry);
+        let want = normalize_auth_key(&server);
+        let helper = self
+            .json
+            .get("credHelpers")
+            .and_then(|h| h.get(registry))
+            .or_else(|| self.json.get("credsStore"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let mut removed = false;
+        if let Some(auths) = self.json.get_mut("auths").and_then(Value::as_object_mut) {
+            let keys: Vec<String> = auths
+                .keys()
+                .filter(|k| normalize_auth_key(k) == want)
+                .cloned()
+                .collect();
+            for k in keys {
+                auths.remove(&k);
+                removed = true;
+            }
+        }
+        if let Some(helper) = helper {
+            // The helper may hold credentials even without an auths entry;
+            // "not found" from it is not an error for logout.
+            if run_helper(
+                self.helper_dir.as_deref(),
+                &helper,
+                "erase",
+                &server,
+                server.as_bytes(),
+            )
+            .is_ok()
+            {
+                removed = true;
+            }
+        }
+        if removed {
+            self.save()?;
+        }
+        Ok(removed)
+    }
+
     fn auths_mut(&mut self) -> &mut Map<String, Value> {
         let v = self
             .json
@@ -409,6 +456,26 @@ mod tests {
         assert!(format!("{c:?}").contains("<redacted>"));
         let t = Credentials::IdentityToken(Secret::new("tok-123"));
         assert!(!format!("{t:?}").contains("tok-123"));
+    }
+
+    #[test]
+    fn erase_removes_every_spelling_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"psFormat":"x","auths":{"https://index.docker.io/v1/":{"auth":"dTpw"},"http://localhost:5000/v2/":{"auth":"YTpi"},"localhost:5000":{"auth":"YTpi"},"other:1":{"auth":"bzpw"}}}"#,
+        )
+        .unwrap();
+        let mut c = DockerConfig::load(&path).unwrap();
+        assert!(c.erase("localhost:5000").unwrap());
+        assert!(!c.erase("localhost:5000").unwrap());
+        assert!(c.erase("docker.io").unwrap());
+        let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"psFormat":"x","auths":{"other:1":{"auth":"bzpw"}}})
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //!   and [`Client::push_image`], reading blobs through the [`BlobProvider`]
 //!   seam ([`MemoryBlobs`], [`OciLayoutBlobs`]).
 //! - Tags ([`Client::list_tags`], paginated), [`Client::catalog`],
+//!   [`Client::search`] (catalog, or Docker Hub's search endpoint),
 //!   [`Client::delete_manifest`], [`Client::referrers`] (with the tag-schema
 //!   fallback), [`Client::push_artifact`] / [`Client::pull_artifact`].
 //! - Pure parsers: [`parse_www_authenticate`], [`parse_link_next`],
@@ -83,7 +84,7 @@ mod reference;
 
 pub use oci_spec;
 
-pub use api::{Artifact, EMPTY_JSON};
+pub use api::{Artifact, DOCKER_HUB_SEARCH_URL, EMPTY_JSON, SearchResult};
 pub use blob::{
     BlobProvider, BoxFuture, BoxRead, MemoryBlobs, NoProgress, OciLayoutBlobs, Progress,
     ProgressSink, no_progress, sha256_digest,

@@ -210,6 +210,9 @@ pub(crate) struct ChildPlan {
     /// The terminal's size (rows, cols) when the caller set one before the
     /// start: applied before exec, so the process never sees 0x0.
     pub console_size: Option<(u16, u16)>,
+    /// Bind-mount the pty slave on `/dev/console` (the container's first
+    /// process; not a process joining a running container).
+    pub bind_console: bool,
     /// Run a minimal init as pid 1 that reaps zombies and forwards signals.
     pub init: bool,
     pub uid: libc::uid_t,
@@ -386,8 +389,8 @@ fn setup(plan: &ChildPlan, argv: &[*const c_char], envp: &[*const c_char]) -> St
         check(libc::setsid(), Fixed::Setsid as u32)?;
         let mut stdio = [plan.stdin, plan.stdout, plan.stderr];
         if let Some(sock) = plan.console_sock {
-            let slave =
-                open_console(sock, plan.console_size).map_err(|e| (Fixed::Console as u32, e))?;
+            let slave = open_console(sock, plan.console_size, plan.bind_console)
+                .map_err(|e| (Fixed::Console as u32, e))?;
             check(libc::ioctl(slave, libc::TIOCSCTTY, 0), Fixed::Ctty as u32)?;
             stdio = [slave; 3];
         }
@@ -510,7 +513,11 @@ fn setup(plan: &ChildPlan, argv: &[*const c_char], envp: &[*const c_char]) -> St
 /// Opens a pty in the container's devpts instance (as runc does with its
 /// console socket), bind-mounts the slave on `/dev/console`, sends the
 /// master to the parent and returns the slave.
-unsafe fn open_console(sock: RawFd, size: Option<(u16, u16)>) -> Result<RawFd, c_int> {
+unsafe fn open_console(
+    sock: RawFd,
+    size: Option<(u16, u16)>,
+    bind_console: bool,
+) -> Result<RawFd, c_int> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
     use std::mem::MaybeUninit;
     use std::os::fd::BorrowedFd;
@@ -564,21 +571,30 @@ unsafe fn open_console(sock: RawFd, size: Option<(u16, u16)>) -> Result<RawFd, c
             path[prefix.len() + i] = digits[len - 1 - i];
         }
         let console = c"/dev/console";
-        let fd = libc::open(
-            console.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
-            0o666,
-        );
+        let fd = if !bind_console {
+            -1
+        } else {
+            libc::open(
+                console.as_ptr(),
+                libc::O_WRONLY
+                    | libc::O_CREAT
+                    | libc::O_CLOEXEC
+                    | libc::O_NOCTTY
+                    | libc::O_NONBLOCK,
+                0o666,
+            )
+        };
         if fd >= 0 {
             libc::close(fd);
         }
-        if libc::mount(
-            path.as_ptr().cast(),
-            console.as_ptr(),
-            ptr::null(),
-            libc::MS_BIND,
-            ptr::null(),
-        ) < 0
+        if bind_console
+            && libc::mount(
+                path.as_ptr().cast(),
+                console.as_ptr(),
+                ptr::null(),
+                libc::MS_BIND,
+                ptr::null(),
+            ) < 0
         {
             return Err(errno());
         }
@@ -611,10 +627,14 @@ unsafe fn init_loop(main: libc::pid_t, err_fd: RawFd) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"kiln-init".as_ptr() as c_ulong, 0, 0, 0);
         // The process holds the standard streams and the error pipe; the
-        // parent waits for them to close.
+        // parent waits for them to close. Every other descriptor goes too:
+        // this process never executes, so close-on-exec ones (the parent's
+        // end of the stdin pipe, in particular) would otherwise stay open
+        // and the process would never see end-of-file on its input.
         for fd in [err_fd, 0, 1, 2] {
             libc::close(fd);
         }
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         libc::sigprocmask(libc::SIG_BLOCK, &set, ptr::null_mut());

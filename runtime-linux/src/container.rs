@@ -291,6 +291,8 @@ impl ExitStatus {
 
 #[derive(Debug, Default)]
 struct ControlState {
+    /// Pid of the container's first process once it has been created.
+    pid: Option<i32>,
     cancelled: bool,
     signals: Vec<i32>,
     /// Terminal size (rows, columns) and whether it changed since applied.
@@ -341,6 +343,14 @@ impl Control {
             s.size = Some((rows, cols));
             s.size_changed = true;
         });
+    }
+
+    /// The pid (in the caller's pid namespace) of the container's first
+    /// process, once [`Container::run`] has created it; `None` before.
+    /// Tools that keep containers (`kiln run -d`) record it to find the
+    /// container's namespaces later ([`crate::exec_in`]).
+    pub fn pid(&self) -> Option<i32> {
+        self.with_quiet(|s| s.pid)
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the container's process.
@@ -412,6 +422,38 @@ impl Container {
             self.options.timeout,
             self.options.init,
         )
+    }
+
+    /// Runs the spec's process in existing namespaces (`namespaces`: open
+    /// `/proc/PID/ns/*` files with their `CLONE_NEW*` type, user first) and
+    /// cgroups instead of new ones: no mounts, no new namespaces, no id
+    /// maps; the credentials, capabilities, no_new_privs, seccomp, rlimits,
+    /// working directory and stdio set-up are those of [`Container::run`].
+    /// The process is forked after the joins (as the `init` option does) so
+    /// that it is inside the joined pid namespace.
+    pub(crate) fn run_joined(
+        &self,
+        namespaces: Vec<(OwnedFd, libc::c_int)>,
+        cgroups: Vec<OwnedFd>,
+        stdio: Stdio<'_>,
+    ) -> Result<ExitStatus> {
+        let control = self.options.control.clone().unwrap_or_default();
+        if control.with(|s| s.cancelled) {
+            return Ok(ExitStatus::Cancelled);
+        }
+        let mut p = self.prepare()?;
+        p.ops.clear();
+        p.steps.clear();
+        p.clone_flags = 0;
+        p.new_cgroupns = false;
+        p.limits = Limits::default();
+        p.userns = false;
+        p.uid_maps.clear();
+        p.gid_maps.clear();
+        p.setns = namespaces;
+        p.join_cgroups = cgroups;
+        p.joined = true;
+        run_prepared(p, stdio, &control, self.options.timeout, true)
     }
 
     fn prepare(&self) -> Result<Prepared> {
@@ -887,6 +929,8 @@ impl Container {
             program: argv0.clone(),
             limits,
             setns,
+            join_cgroups: Vec::new(),
+            joined: false,
             uid_maps: linux
                 .uid_mappings()
                 .clone()
@@ -1243,6 +1287,10 @@ struct Prepared {
     program: String,
     limits: Limits,
     setns: Vec<(OwnedFd, libc::c_int)>,
+    /// `cgroup.procs` files of existing cgroups to join (exec).
+    join_cgroups: Vec<OwnedFd>,
+    /// The process joins a running container (exec).
+    joined: bool,
     uid_maps: Vec<(u32, u32, u32)>,
     gid_maps: Vec<(u32, u32, u32)>,
 }
@@ -1368,10 +1416,11 @@ fn run_prepared(
         }
         Some(Cgroup::create(&p.limits)?)
     };
-    let cgroup_fds = match &cgroup {
+    let mut cgroup_fds = match &cgroup {
         Some(c) => c.procs_files()?,
         None => Vec::new(),
     };
+    cgroup_fds.append(&mut p.join_cgroups);
 
     let (err_r, err_w) = pipe()?;
     let (sync_r, sync_w) = if p.userns {
@@ -1437,6 +1486,7 @@ fn run_prepared(
         stderr: err_child.as_raw_fd(),
         console_sock: console.as_ref().map(|(_, child)| child.as_raw_fd()),
         console_size: control.with_quiet(|s| s.size),
+        bind_console: !p.joined,
         init,
         uid: p.uid,
         gid: p.gid,
@@ -1467,6 +1517,7 @@ fn run_prepared(
         PidfdFlags::empty(),
     )
     .map_err(|e| Error::sys("pidfd_open", e))?;
+    control.with_quiet(|s| s.pid = Some(pid));
     let mut running = Running {
         pidfd,
         reaped: false,

@@ -21,7 +21,8 @@
 //!
 //! It does **not**: pull or unpack images (see `kiln-image-layers`), set up
 //! networks beyond `none` (loopback only) and `host`, keep containers
-//! running in the background (`run` blocks until the process ends), run
+//! running in the background (`run` blocks until the process ends; a
+//! supervisor such as `kiln`'s monitor does that), run
 //! OCI hooks, or apply AppArmor/SELinux labels. Seccomp
 //! filters are compiled for x86_64 only. Resource limits cover memory
 //! (+swap), CPU shares/quota and pids.
@@ -36,6 +37,8 @@
 //! - [`docker_default_spec`]: a spec with Docker's defaults (capabilities,
 //!   mounts, masked paths, [`docker_default_seccomp`]); [`set_network`],
 //!   [`make_rootless`] adjust it.
+//! - [`exec_in`]: run another process in a running container's
+//!   namespaces and cgroups (`docker exec`).
 //! - [`Bundle`]: write or load an OCI bundle, so the same spec runs under
 //!   `runc` or `crun`.
 //! - [`Error`]: names the failing step (which mount, namespace or system
@@ -73,6 +76,7 @@ mod cgroup;
 mod child;
 mod container;
 mod error;
+mod exec;
 mod seccomp;
 mod spec;
 mod user;
@@ -80,6 +84,7 @@ mod user;
 pub use bundle::Bundle;
 pub use container::{Container, Control, ExitStatus, RootFs, RunOptions, Stdio};
 pub use error::{Error, Result};
+pub use exec::exec_in;
 pub use oci_spec;
 pub use seccomp::{docker_default_seccomp, syscall_number};
 pub use spec::{

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod container;
+mod exec;
 mod rootless;
 mod seccomp;
 mod spec;
