@@ -654,8 +654,10 @@ impl Shared<'_> {
         let df_stages = self.plan.bases.len();
         let mut done: BTreeSet<usize> = BTreeSet::new();
         let needed = &self.plan.needed;
+        // `parallelism` (settings) caps how many stages run at once.
+        let cap = self.root.settings().parallelism.max(1);
         while done.len() < needed.len() {
-            let ready: Vec<usize> = needed
+            let mut ready: Vec<usize> = needed
                 .iter()
                 .copied()
                 .filter(|s| {
@@ -668,6 +670,7 @@ impl Shared<'_> {
                     format!("stage dependency cycle among {df_stages} stages"),
                 ));
             }
+            ready.truncate(cap);
             let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = ready
                     .iter()

@@ -583,3 +583,52 @@ async fn copy_from_the_context_writes_owner_mode_and_parents_without_staging() {
         "context times are kept"
     );
 }
+
+/// Records how many RUN steps run at the same time.
+#[derive(Debug, Default)]
+struct Overlap {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+impl Executor for Overlap {
+    fn run(&self, job: &ExecJob, _output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32, Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(n, SeqCst);
+        std::thread::sleep(Duration::from_millis(60));
+        self.now.fetch_sub(1, SeqCst);
+        self.runs.fetch_add(1, SeqCst);
+        std::fs::write(job.upper.join("x"), job.args.join(" ")).unwrap();
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_parallelism_setting_caps_concurrent_stages() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut df = String::new();
+    for s in ["a", "b", "c", "d"] {
+        df.push_str(&format!("FROM scratch AS {s}\nRUN make-{s}\n\n"));
+    }
+    df.push_str("FROM scratch\nCOPY --from=a /x /a\nCOPY --from=b /x /b\nCOPY --from=c /x /c\nCOPY --from=d /x /d\n");
+    for (parallelism, want_max) in [(1usize, 1usize), (2, 2)] {
+        let (ctx, state, _) = setup(&df);
+        let settings =
+            kiln_build_engine::Settings::from_toml(&format!("parallelism = {parallelism}"), None)
+                .unwrap();
+        let root = Root::open_with(state.path(), settings).unwrap();
+        let exec = Arc::new(Overlap::default());
+        let b = Builder::new(root).with_executor(exec.clone());
+        b.build(BuildRequest::new(ctx.path())).await.unwrap();
+        assert_eq!(exec.runs.load(SeqCst), 4);
+        if parallelism == 1 {
+            assert_eq!(exec.max.load(SeqCst), want_max, "one stage at a time");
+        } else {
+            // Never more than the cap (how many actually overlap depends on
+            // the machine's load).
+            assert!(exec.max.load(SeqCst) <= want_max);
+        }
+    }
+}
