@@ -7,6 +7,7 @@ mod build;
 mod completion;
 mod containers;
 mod dockerfile;
+mod format;
 mod images;
 mod info;
 mod progress;

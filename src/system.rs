@@ -48,12 +48,13 @@ pub struct PruneArgs {
 
 /// Runs `kiln system ...`.
 pub fn run_system(cmd: SystemCommand) -> anyhow::Result<ExitCode> {
-    let root = Root::open(&Root::default_dir())?;
+    let root = Root::open_configured()?;
     match cmd {
         SystemCommand::Prune(args) => {
             // Docker's wording, less what kiln does not have (networks,
-            // volumes). Containers are listed once kiln can remove them.
-            let mut warning = String::from("WARNING! This will remove:\n");
+            // volumes).
+            let mut warning =
+                String::from("WARNING! This will remove:\n  - all stopped containers\n");
             if args.all {
                 warning
                     .push_str("  - all images without at least one container associated to them\n");
@@ -118,7 +119,7 @@ pub fn run_system(cmd: SystemCommand) -> anyhow::Result<ExitCode> {
 
 /// Runs `kiln builder ...`.
 pub fn run_builder(cmd: BuilderCommand) -> anyhow::Result<ExitCode> {
-    let root = Root::open(&Root::default_dir())?;
+    let root = Root::open_configured()?;
     match cmd {
         BuilderCommand::Prune(args) => {
             let what = if args.all {
@@ -164,6 +165,13 @@ fn print_report(report: &PruneReport, images: bool) {
             "WARNING: cannot tell which layers container(s) {} use: all snapshots were kept",
             report.unknown_containers.join(", ")
         );
+    }
+    if !report.deleted_containers.is_empty() {
+        println!("Deleted Containers:");
+        for c in &report.deleted_containers {
+            println!("{c}");
+        }
+        println!();
     }
     if images && (!report.untagged.is_empty() || !report.deleted_images.is_empty()) {
         println!("Deleted Images:");

@@ -8,6 +8,8 @@
 #   b1.warm     rebuild with nothing changed
 #   b1.change1  rebuild after changing one context file
 #   b2.cold     two stages that can run in parallel (50 MiB dd each) + final
+#   b2.one      the same with one such stage: b2.cold / b2.one near 1 means
+#               the two stages really ran side by side
 #   b3.cold     COPY . /app of a 20,000-file context (200 dirs, 64-4096 B)
 #   b3.warm     the same rebuilt with nothing changed
 #
@@ -77,8 +79,8 @@ printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n' > "$BASECTX/Dockerfile"
 BASE=localhost/kiln-bench-busybox:latest
 
 # Contexts (as anchors.sh make_build_contexts).
-C1=$WORK/ctx/b1 C2=$WORK/ctx/b2 C3=$WORK/ctx/b3
-mkdir -p "$C1/files" "$C2" "$C3"
+C1=$WORK/ctx/b1 C2=$WORK/ctx/b2 C3=$WORK/ctx/b3 C2ONE=$WORK/ctx/b2one
+mkdir -p "$C1/files" "$C2" "$C3" "$C2ONE"
 for i in 1 2 3 4 5; do echo "file $i" > "$C1/files/f$i.txt"; done
 cat > "$C1/Dockerfile" <<DF
 FROM $BASE
@@ -98,6 +100,12 @@ FROM $BASE
 COPY --from=a /a.bin /a.bin
 COPY --from=b /b.bin /b.bin
 DF
+cat > "$C2ONE/Dockerfile" <<DF
+FROM $BASE AS a
+RUN dd if=/dev/urandom of=/a.bin bs=1M count=50 2>/dev/null
+FROM $BASE
+COPY --from=a /a.bin /a.bin
+DF
 python3 - "$C3/small" <<'PY'
 import os, random, sys
 random.seed(20000)
@@ -113,7 +121,7 @@ printf 'FROM %s\nCOPY . /app\n' "$BASE" > "$WORK/ctx/b3.Dockerfile"
 
 BUD="buildah bud -q --layers --pull=false --isolation=oci --network=none"
 KB="$KILN build -q --network=none"
-PRUNE_BUD="buildah rmi -f bench-b1 bench-b2 bench-b3 >/dev/null 2>&1 || true; buildah rmi --prune >/dev/null 2>&1 || true"
+PRUNE_BUD="buildah rmi -f bench-b1 bench-b2 bench-b2one bench-b3 >/dev/null 2>&1 || true; buildah rmi --prune >/dev/null 2>&1 || true"
 
 # scenario ID RUNS WARMUP PREPARE KILN_CMD BUILDAH_CMD
 declare -a ROWS
@@ -139,10 +147,18 @@ scenario b1.cold "$RUNS" 1 "" "$KB --no-cache -t bench-b1 $C1" "$BUD --no-cache 
 scenario b1.warm "$RUNS" 1 "" "$KB -t bench-b1 $C1" "$BUD -t bench-b1 $C1"
 scenario b1.change1 "$RUNS" 1 "date +%s%N > $C1/files/f3.txt" "$KB -t bench-b1 $C1" "$BUD -t bench-b1 $C1"
 scenario b2.cold "$RUNS_HEAVY" 0 "" "$KB --no-cache -t bench-b2 $C2" "$BUD --no-cache --jobs=2 -t bench-b2 $C2"
+scenario b2.one "$RUNS_HEAVY" 0 "" "$KB --no-cache -t bench-b2one $C2ONE" "$BUD --no-cache --jobs=2 -t bench-b2one $C2ONE"
 scenario b3.cold "$RUNS_HEAVY" 1 "" "$KB --no-cache -f $WORK/ctx/b3.Dockerfile -t bench-b3 $C3/small" "$BUD --no-cache -f $WORK/ctx/b3.Dockerfile -t bench-b3 $C3/small"
 scenario b3.warm "$RUNS" 1 "" "$KB -f $WORK/ctx/b3.Dockerfile -t bench-b3 $C3/small" "$BUD -f $WORK/ctx/b3.Dockerfile -t bench-b3 $C3/small"
 
 echo
 echo "scenario    | kiln mean   | buildah mean| ratio (kiln/buildah)"
 printf '%s\n' "${ROWS[@]}"
+# Two independent stages against one: ~1.0 when they run in parallel.
+mean() { jq ".results[] | select(.command==\"$2\") | .mean" "$WORK/$1.json" 2>/dev/null; }
+if [ -f "$WORK/b2.cold.json" ] && [ -f "$WORK/b2.one.json" ]; then
+  for tool in kiln buildah; do
+    printf 'two stages / one stage (%s): %.2f\n' "$tool" "$(echo "$(mean b2.cold $tool) / $(mean b2.one $tool)" | bc -l)"
+  done
+fi
 echo "(hyperfine JSON and logs in $WORK when KEEP=1)"

@@ -128,7 +128,8 @@ reset_cs="grep -o '$WORK/cs[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -
 [ "$(ls "$KILN_ROOT/snapshots" | grep -c '^sha256-')" = "$LAYERS" ] || { echo "kiln pull left $(ls "$KILN_ROOT/snapshots") snapshots, expected $LAYERS" >&2; exit 1; }
 jq -e --arg d "sha256:$md" '.manifests[] | select(.digest == $d)' "$KILN_ROOT/store/index.json" >/dev/null \
   || { echo "kiln stored a different manifest" >&2; exit 1; }
-"$KILN" pull "$IMAGE" | grep -q 'Image is up to date' || { echo "second pull was not a no-op" >&2; exit 1; }
+second=$("$KILN" pull "$IMAGE")
+grep -q 'Image is up to date' <<<"$second" || { echo "second pull was not a no-op: $second" >&2; exit 1; }
 
 echo "image: $LAYERS layers, $blob_mb MB of blobs (half random, half text); local docker-registry over http"
 echo "load before: $(uptime)"

@@ -654,8 +654,10 @@ impl Shared<'_> {
         let df_stages = self.plan.bases.len();
         let mut done: BTreeSet<usize> = BTreeSet::new();
         let needed = &self.plan.needed;
+        // `parallelism` (settings) caps how many stages run at once.
+        let cap = self.root.settings().parallelism.max(1);
         while done.len() < needed.len() {
-            let ready: Vec<usize> = needed
+            let mut ready: Vec<usize> = needed
                 .iter()
                 .copied()
                 .filter(|s| {
@@ -668,6 +670,7 @@ impl Shared<'_> {
                     format!("stage dependency cycle among {df_stages} stages"),
                 ));
             }
+            ready.truncate(cap);
             let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = ready
                     .iter()
@@ -1971,15 +1974,14 @@ impl Shared<'_> {
         // straight from the context files with the owner and mode COPY
         // gives them, nothing is staged on disk (a 20k-file context costs
         // one read per file instead of a copy, a scan and a read).
-        let direct = !is_add && !parents && sources.iter().all(|s| matches!(s, Src::Context(_)));
-        if direct {
-            let matched: Vec<&String> = sources
+        // `COPY --from` a stage or image likewise reads the files from the
+        // source's snapshots.
+        let direct = !is_add
+            && !parents
+            && sources
                 .iter()
-                .flat_map(|s| match s {
-                    Src::Context(m) => m.iter().collect::<Vec<_>>(),
-                    _ => Vec::new(),
-                })
-                .collect();
+                .all(|s| matches!(s, Src::Context(_) | Src::Other(..)));
+        if direct {
             return self.cached_or(
                 state,
                 step,
@@ -2037,37 +2039,70 @@ impl Shared<'_> {
                         };
                         Some(SourceEntry::new(path, kind, mode, owner, e.mtime()))
                     };
-                    for m in &matched {
-                        let m = m.as_str();
-                        let entry_is_dir = m.is_empty()
-                            || matches!(context.get(m).map(|e| &e.kind), Some(EntryKind::Dir));
-                        if entry_is_dir {
-                            // A directory's contents are copied, not the directory.
-                            for (k, _) in context.subtree(m) {
-                                if k == m {
-                                    continue;
-                                }
-                                let sub = if m.is_empty() {
-                                    k.as_str()
-                                } else {
-                                    &k[m.len() + 1..]
-                                };
-                                if excludes.is_excluded(k) || excludes.is_excluded(sub) {
-                                    continue;
-                                }
-                                entries.extend(entry(k, Path::new(&dest_rel).join(sub)));
-                            }
+                    let target = |m: &str| {
+                        let name = Path::new(m)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        if dest_is_dir {
+                            Path::new(&dest_rel).join(name)
                         } else {
-                            let name = Path::new(m)
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            let t = if dest_is_dir {
-                                Path::new(&dest_rel).join(name)
+                            PathBuf::from(&dest_rel)
+                        }
+                    };
+                    for src in &sources {
+                        let matched = match src {
+                            Src::Context(m) => m,
+                            Src::Other(view, matched) => {
+                                for m in matched {
+                                    let real = view.lookup(m);
+                                    let is_dir = m.is_empty()
+                                        || real
+                                            .as_ref()
+                                            .and_then(|p| std::fs::symlink_metadata(p).ok())
+                                            .is_some_and(|md| md.is_dir());
+                                    if is_dir {
+                                        // The directory's contents, merged.
+                                        view_entries(
+                                            view,
+                                            m,
+                                            Path::new(&dest_rel),
+                                            "",
+                                            &attrs,
+                                            &excludes,
+                                            &mut entries,
+                                        )?;
+                                    } else if let Some(real) = real {
+                                        entries.extend(view_entry(&real, target(m), &attrs)?);
+                                    }
+                                }
+                                continue;
+                            }
+                            Src::Heredoc(..) | Src::Url(..) => continue,
+                        };
+                        for m in matched {
+                            let m = m.as_str();
+                            let entry_is_dir = m.is_empty()
+                                || matches!(context.get(m).map(|e| &e.kind), Some(EntryKind::Dir));
+                            if entry_is_dir {
+                                // A directory's contents are copied, not the directory.
+                                for (k, _) in context.subtree(m) {
+                                    if k == m {
+                                        continue;
+                                    }
+                                    let sub = if m.is_empty() {
+                                        k.as_str()
+                                    } else {
+                                        &k[m.len() + 1..]
+                                    };
+                                    if excludes.is_excluded(k) || excludes.is_excluded(sub) {
+                                        continue;
+                                    }
+                                    entries.extend(entry(k, Path::new(&dest_rel).join(sub)));
+                                }
                             } else {
-                                PathBuf::from(&dest_rel)
-                            };
-                            entries.extend(entry(m, t));
+                                entries.extend(entry(m, target(m)));
+                            }
                         }
                     }
                     Ok(Produced::Entries(entries))
@@ -2332,6 +2367,80 @@ impl Shared<'_> {
         // group from /etc/passwd.
         Ok((Some(user.uid), Some(user.gid)))
     }
+}
+
+/// A layer entry for the file, directory or link at `real` (in a
+/// snapshot), with its own metadata unless `attrs` overrides it. Devices,
+/// fifos and sockets give none (as [`copy_node`] skips them).
+fn view_entry(real: &Path, path: PathBuf, attrs: &CopyAttrs) -> Result<Option<SourceEntry>> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(real).map_err(|e| Error::io("stat", real, e))?;
+    let owner = (attrs.uid.unwrap_or(md.uid()), attrs.gid.unwrap_or(md.gid()));
+    let mtime = (md.mtime(), md.mtime_nsec() as u32);
+    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+    let ft = md.file_type();
+    Ok(Some(if ft.is_symlink() {
+        let t = std::fs::read_link(real).map_err(|e| Error::io("read link", real, e))?;
+        SourceEntry::new(path, SourceKind::Symlink(t), 0o777, owner, mtime)
+    } else if ft.is_dir() {
+        SourceEntry::new(path, SourceKind::Dir, mode, owner, mtime)
+    } else if ft.is_file() {
+        SourceEntry::new(
+            path,
+            SourceKind::File(real.to_path_buf()),
+            mode,
+            owner,
+            mtime,
+        )
+    } else {
+        return Ok(None);
+    }))
+}
+
+/// Entries for everything below directory `rel` of a merged view, placed
+/// under `dest` (`sub` is the path below the copied directory, for
+/// `--exclude`).
+fn view_entries(
+    view: &MergedView,
+    rel: &str,
+    dest: &Path,
+    sub: &str,
+    attrs: &CopyAttrs,
+    excludes: &DockerIgnore,
+    out: &mut Vec<SourceEntry>,
+) -> Result<()> {
+    for (name, real) in view.read_dir(rel) {
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{}/{name}", rel.trim_end_matches('/'))
+        };
+        let child_sub = if sub.is_empty() {
+            name.clone()
+        } else {
+            format!("{sub}/{name}")
+        };
+        if excludes.is_excluded(&child_sub) {
+            continue;
+        }
+        let Some(e) = view_entry(&real, dest.join(&name), attrs)? else {
+            continue;
+        };
+        let is_dir = e.kind == SourceKind::Dir;
+        out.push(e);
+        if is_dir {
+            view_entries(
+                view,
+                &child,
+                &dest.join(&name),
+                &child_sub,
+                attrs,
+                excludes,
+                out,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Matches a `--from` source path (globs in any component) in a view.

@@ -2,6 +2,8 @@
 //! `docker builder prune` and `docker system df` do, for kiln's store.
 //!
 //! What is kept and why:
+//! - **Containers** that are running stay; stopped ones go when asked
+//!   ([`PruneOptions::containers`], `system prune`).
 //! - **Images** in the store stay unless asked ([`PruneOptions::images`]):
 //!   then dangling ones go (or, with [`PruneOptions::all`], every image no
 //!   container uses), never one a container was created from.
@@ -90,6 +92,8 @@ impl BuildLock {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PruneOptions {
+    /// Remove stopped containers first (`system prune`).
+    pub containers: bool,
     /// Prune images too (`system prune`): dangling ones, or with `all`
     /// every image no container uses.
     pub images: bool,
@@ -106,6 +110,7 @@ pub struct PruneOptions {
 impl Default for PruneOptions {
     fn default() -> Self {
         PruneOptions {
+            containers: false,
             images: false,
             all: false,
             cache_mounts: false,
@@ -120,9 +125,11 @@ impl PruneOptions {
         PruneOptions::default()
     }
 
-    /// `kiln system prune`: dangling images and unreferenced build cache.
+    /// `kiln system prune`: stopped containers, dangling images and
+    /// unreferenced build cache.
     pub fn system() -> Self {
         PruneOptions {
+            containers: true,
             images: true,
             ..PruneOptions::default()
         }
@@ -140,6 +147,8 @@ impl PruneOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PruneReport {
+    /// Containers removed (ids).
+    pub deleted_containers: Vec<String>,
     /// Tags removed (`untagged: NAME`).
     pub untagged: Vec<String>,
     /// Images removed (manifest digests).
@@ -165,45 +174,37 @@ struct ContainerUse {
     dir: PathBuf,
 }
 
-/// The containers under `<root>/containers/` and the images they use.
-///
-/// Reads each `container.json` record (written by the containers module)
-/// for its `image_digest` and `state`. A directory without a readable
-/// record is reported with an empty digest, which makes collection keep
-/// every snapshot: not knowing what a container uses must never delete it.
-fn containers(root: &Root) -> Vec<ContainerUse> {
-    let dir = root.dir().join("containers");
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for ent in rd.flatten() {
-        if !ent.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
+/// The containers (`containers::list`) and the images they use. A
+/// container directory whose record cannot be read (being created or
+/// removed, or damaged) is reported with an empty digest, which makes
+/// collection keep every snapshot: not knowing what a container uses must
+/// never delete it.
+fn containers(root: &Root) -> Result<Vec<ContainerUse>> {
+    let mut out: Vec<ContainerUse> = crate::containers::list(root)?
+        .into_iter()
+        .map(|c| ContainerUse {
+            dir: crate::containers::container_dir(root, &c.id),
+            running: c.effective_state() == crate::containers::ContainerState::Running,
+            id: c.id,
+            image_digest: c.image_digest,
+        })
+        .collect();
+    let dir = crate::containers::containers_dir(root);
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let is_id = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if is_id && !out.iter().any(|c| c.id == name) {
+                out.push(ContainerUse {
+                    id: name,
+                    image_digest: String::new(),
+                    running: true,
+                    dir: ent.path(),
+                });
+            }
         }
-        let id = ent.file_name().to_string_lossy().into_owned();
-        let record: Option<serde_json::Value> = std::fs::read(ent.path().join("container.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let image_digest = record
-            .as_ref()
-            .and_then(|r| r.get("image_digest"))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let running = record
-            .as_ref()
-            .and_then(|r| r.get("state"))
-            .and_then(|v| v.as_str())
-            .is_none_or(|s| s == "running");
-        out.push(ContainerUse {
-            id,
-            image_digest,
-            running,
-            dir: ent.path(),
-        });
     }
-    out
+    Ok(out)
 }
 
 /// Chain ids of every prefix of an image's layers (its snapshots).
@@ -275,7 +276,7 @@ fn snapshot_name(chain: &Digest) -> String {
 }
 
 fn survey(root: &Root) -> Result<Survey> {
-    let containers = containers(root);
+    let containers = containers(root)?;
     let used_images: BTreeSet<String> = containers
         .iter()
         .filter(|c| !c.image_digest.is_empty())
@@ -316,7 +317,14 @@ pub fn prune(root: &Root, options: &PruneOptions) -> Result<PruneReport> {
     report.limited = exclusive.is_none();
     let store = root.store();
 
-    // Images first: what they stop holding becomes collectable below.
+    // Stopped containers first: the images they held become unused.
+    if options.containers {
+        let (removed, bytes) = crate::containers::prune(root)?;
+        report.deleted_containers = removed.into_iter().map(|c| c.id).collect();
+        report.reclaimed_bytes += bytes;
+    }
+
+    // Images next: what they stop holding becomes collectable below.
     if options.images {
         let survey = survey(root)?;
         let entries = store.list().map_err(|e| Error::step("list images", e))?;

@@ -623,7 +623,9 @@ pub fn remove_image(root: &Root, reference: &str, force: bool) -> Result<Vec<Rem
             events.push(RemoveEvent::Untagged(familiar_name(&name)));
             return Ok(events);
         }
-        Matched::Tag(name) => {
+        // The last tag: it goes, and the image with it unless a container
+        // needs it.
+        Matched::Tag(_) => {
             if let Some(u) = users.first()
                 && !force
             {
@@ -636,7 +638,6 @@ pub fn remove_image(root: &Root, reference: &str, force: bool) -> Result<Vec<Rem
                     ),
                 });
             }
-            let _ = name;
         }
         Matched::Id => {
             if let Some(u) = users.iter().find(|u| u.running) {
@@ -1107,12 +1108,30 @@ pub fn inspect(root: &Root, reference: &str) -> Result<ImageInspect> {
 
 /// `docker save IMAGE...`: writes one archive (manifest.json, repositories
 /// and an OCI layout, as Docker 25+ writes) with the images `references`
-/// name; a name is recorded in Docker's short form, an ID saves the image
-/// without a name.
+/// name; a name is recorded in Docker's short form, a repository without a
+/// tag saves all its tags, an ID saves the image without a name.
 pub fn save_images(root: &Root, references: &[&str], out: impl Write) -> Result<()> {
     let images = list_images(root)?;
     let mut picked: Vec<(String, Option<String>)> = Vec::new();
     for r in references {
+        // A repository without a tag saves every tag of it, as `docker save
+        // fedora` does.
+        let whole_repo = match ImageRef::parse(r) {
+            Ok(p) if !r.contains('@') && split_name(r).1.is_none() => {
+                let repo = format!("{}/{}", p.registry, p.repository);
+                images
+                    .iter()
+                    .flat_map(|i| i.repo_tags.iter().map(move |t| (i, t)))
+                    .filter(|(_, t)| split_name(t).0 == repo)
+                    .map(|(i, t)| (i.manifest_digest.clone(), Some(familiar_name(t))))
+                    .collect::<Vec<_>>()
+            }
+            _ => Vec::new(),
+        };
+        if !whole_repo.is_empty() {
+            picked.extend(whole_repo);
+            continue;
+        }
         let (img, matched) = find_in(&images, r)?;
         let name = match matched {
             Matched::Tag(n) => Some(familiar_name(&n)),

@@ -19,14 +19,22 @@
 //! (records, logs, detached runs through a supervisor process) and does what
 //! `docker ps/start/stop/logs/commit/exec/cp/export` do with them.
 //!
+//! Registries: [`pull`] downloads an image with its layers in parallel,
+//! verified while they stream and unpacked into snapshots as they arrive,
+//! so it is ready to run; [`push`] uploads one (skipping blobs the
+//! registry has, mounting blobs other repositories of it hold, as recorded
+//! per blob by [`blob_sources`]); [`login`], [`logout`] and [`search`]
+//! share Docker's `config.json`. Every registry client comes from
+//! [`registry_client`] ([`Root::registry_client`]).
+//!
 //! # What it does not do
 //!
 //! It never prints (the CLI renders events). It builds for the host
 //! platform only. Not implemented yet (each is an error naming it, never
 //! silently ignored): `ADD` from git, `RUN --mount=type=ssh`,
 //! `RUN --security`, `--device`, `--platform` other than the host's.
-//! Pushing images is not part of the builder; the cache does go to
-//! registries ([`export_cache`], [`import_cache`]). Base images missing
+//! The builder itself does not push (the CLI's `build --push` calls
+//! [`push`] afterwards); the cache does go to registries ([`export_cache`], [`import_cache`]). Base images missing
 //! from the store are pulled with `kiln-registry-client` ([`pull_image`]);
 //! results can also be written as a directory, an OCI archive or a docker
 //! archive ([`Output`]). Garbage collection of images, snapshots, the

@@ -490,7 +490,6 @@ async fn fetch_layer(
     }
     std::fs::rename(&blob_path, &dest).map_err(|e| Error::io("move blob into place", &dest, e))?;
     root.snapshots().adopt(&job.chain, staging.keep())?;
-    let _ = &job.media_type;
     event(LayerStatus::PullComplete);
     Ok(())
 }

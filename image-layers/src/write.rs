@@ -127,12 +127,17 @@ impl Store {
     /// streaming pass.
     pub fn put_layer(&self, changes: &ChangeSet, options: &WriteOptions) -> Result<Layer> {
         let mut w = self.blob_writer()?;
-        let info = write_layer(changes, &mut w, options)?;
-        let descriptor = w.commit(info.media_type())?;
+        // The blob writer hashes what it stores: the compressed stream is
+        // hashed once, there, not a second time on the way in.
+        let (_, diff_id, uncompressed_size) =
+            write_tar_into(&mut w, options, changes.source(), |tw| {
+                tw.write_all_changes(changes)
+            })?;
+        let descriptor = w.commit(options.compression.oci_media_type())?;
         Ok(Layer {
             descriptor,
-            diff_id: info.diff_id,
-            uncompressed_size: info.uncompressed_size,
+            diff_id,
+            uncompressed_size,
         })
     }
 }
@@ -221,12 +226,15 @@ impl Store {
     /// [`write_entries`] straight into the store.
     pub fn put_entries(&self, entries: &[SourceEntry], options: &WriteOptions) -> Result<Layer> {
         let mut w = self.blob_writer()?;
-        let info = write_entries(entries, &mut w, options)?;
-        let descriptor = w.commit(info.media_type())?;
+        let (_, diff_id, uncompressed_size) =
+            write_tar_into(&mut w, options, Path::new(""), |tw| {
+                tw.write_source_entries(entries)
+            })?;
+        let descriptor = w.commit(options.compression.oci_media_type())?;
         Ok(Layer {
             descriptor,
-            diff_id: info.diff_id,
-            uncompressed_size: info.uncompressed_size,
+            diff_id,
+            uncompressed_size,
         })
     }
 }
@@ -236,43 +244,16 @@ fn write_with<W: Write>(
     out: W,
     options: &WriteOptions,
     source: &Path,
-    body: impl FnOnce(
-        &mut TarWriter<'_, BufWriter<DigestWriter<Encoder<DigestWriter<W>>>>>,
-    ) -> Result<()>,
+    body: impl FnOnce(&mut TarWriter<'_, &mut dyn Write>) -> Result<()> + Send,
 ) -> Result<LayerInfo> {
-    let sink_err = |e: io::Error| Error::Io {
+    let blob = DigestWriter::new(out, Algorithm::Sha256);
+    let (blob, diff_id, uncompressed_size) = write_tar_into(blob, options, source, body)?;
+    let (mut out, digest, size) = blob.finish();
+    out.flush().map_err(|e| Error::Io {
         op: "write layer",
         path: source.to_path_buf(),
         source: e,
-    };
-    let blob = DigestWriter::new(out, Algorithm::Sha256);
-    let enc = Encoder::new(
-        blob,
-        EncoderSettings {
-            compression: options.compression,
-            level: options.level,
-            threads: options.threads,
-        },
-    )
-    .map_err(sink_err)?;
-    let tar = DigestWriter::new(enc, Algorithm::Sha256);
-    let mut tw = TarWriter {
-        out: BufWriter::with_capacity(256 * 1024, tar),
-        options,
-        source,
-        links: HashMap::new(),
-        progress: Progress {
-            entries: 0,
-            bytes: 0,
-        },
-    };
-    body(&mut tw)?;
-    let buf = tw.out;
-    let tar = buf.into_inner().map_err(|e| sink_err(e.into_error()))?;
-    let (enc, diff_id, uncompressed_size) = tar.finish();
-    let blob = enc.finish().map_err(sink_err)?;
-    let (mut out, digest, size) = blob.finish();
-    out.flush().map_err(sink_err)?;
+    })?;
     Ok(LayerInfo {
         digest,
         size,
@@ -282,6 +263,128 @@ fn write_with<W: Write>(
     })
 }
 
+/// Size of the tar chunks handed from the tar thread to the compressor.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between them (bounded memory: `CHUNK * (DEPTH + 2)`).
+const DEPTH: usize = 8;
+
+/// The tar thread's end of the pipe: fills `CHUNK`-sized buffers (recycled
+/// through `spare`) and sends them to the compressing thread.
+struct ChunkWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        next.clear();
+        let full = std::mem::replace(&mut self.buf, next);
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "compressor stopped"))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = buf.len().min(room);
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// tar → diffID hash → compressor → `blob`; returns the blob sink, the
+/// diffID and the uncompressed size.
+///
+/// When the compressor has threads of its own, the tar is made (files
+/// read, headers written, the diffID hashed) on a helper thread and handed
+/// over in chunks, the way `tar -c | zstd -T0` splits the work between two
+/// processes: the thread feeding the compression workers never waits on
+/// file reads, so the workers stay busy.
+fn write_tar_into<B: Write>(
+    blob: B,
+    options: &WriteOptions,
+    source: &Path,
+    body: impl FnOnce(&mut TarWriter<'_, &mut dyn Write>) -> Result<()> + Send,
+) -> Result<(B, Digest, u64)> {
+    let sink_err = |e: io::Error| Error::Io {
+        op: "write layer",
+        path: source.to_path_buf(),
+        source: e,
+    };
+    let mut enc = Encoder::new(
+        blob,
+        EncoderSettings {
+            compression: options.compression,
+            level: options.level,
+            threads: options.threads,
+        },
+    )
+    .map_err(sink_err)?;
+    if options.threads <= 1 || options.compression == Compression::None {
+        let mut tar =
+            BufWriter::with_capacity(256 * 1024, DigestWriter::new(enc, Algorithm::Sha256));
+        let mut tw = TarWriter::new(&mut tar as &mut dyn Write, options, source);
+        body(&mut tw)?;
+        drop(tw);
+        let tar = tar.into_inner().map_err(|e| sink_err(e.into_error()))?;
+        let (enc, diff_id, uncompressed_size) = tar.finish();
+        let blob = enc.finish().map_err(sink_err)?;
+        return Ok((blob, diff_id, uncompressed_size));
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DEPTH);
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (consumed, produced) = std::thread::scope(|scope| {
+        let producer = scope.spawn(move || -> Result<(Digest, u64)> {
+            let chunks = ChunkWriter {
+                tx,
+                spare: back_rx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let mut tar = DigestWriter::new(chunks, Algorithm::Sha256);
+            let mut tw = TarWriter::new(&mut tar as &mut dyn Write, options, source);
+            body(&mut tw)?;
+            drop(tw);
+            let (mut chunks, diff_id, n) = tar.finish();
+            chunks.flush().map_err(sink_err)?;
+            Ok((diff_id, n))
+        });
+        let mut consumed: io::Result<()> = Ok(());
+        for chunk in rx {
+            if let Err(e) = enc.write_all(&chunk) {
+                // Leaving the loop drops the receiver, which stops the tar
+                // thread at its next send.
+                consumed = Err(e);
+                break;
+            }
+            let _ = back_tx.send(chunk);
+        }
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(sink_err(io::Error::other("tar thread panicked"))));
+        (consumed, produced)
+    });
+    consumed.map_err(sink_err)?;
+    let (diff_id, uncompressed_size) = produced?;
+    let blob = enc.finish().map_err(sink_err)?;
+    Ok((blob, diff_id, uncompressed_size))
+}
+
 struct TarWriter<'a, W: Write> {
     out: W,
     options: &'a WriteOptions,
@@ -289,6 +392,8 @@ struct TarWriter<'a, W: Write> {
     /// (dev, ino) of regular files already written -> their tar path.
     links: HashMap<(u64, u64), Vec<u8>>,
     progress: Progress,
+    /// File contents pass through this buffer (large reads, whatever `W`).
+    copy_buf: Vec<u8>,
 }
 
 /// The header fields of one entry before encoding.
@@ -348,7 +453,21 @@ fn tar_path(rel: &Path, dir: bool) -> Vec<u8> {
     p
 }
 
-impl<W: Write> TarWriter<'_, W> {
+impl<'a, W: Write> TarWriter<'a, W> {
+    fn new(out: W, options: &'a WriteOptions, source: &'a Path) -> Self {
+        TarWriter {
+            out,
+            options,
+            source,
+            links: HashMap::new(),
+            progress: Progress {
+                entries: 0,
+                bytes: 0,
+            },
+            copy_buf: vec![0u8; 256 * 1024],
+        }
+    }
+
     fn err(&self, op: &'static str, rel: &Path) -> impl FnOnce(io::Error) -> Error {
         io_err(op, self.source.join(rel))
     }
@@ -605,8 +724,18 @@ impl<W: Write> TarWriter<'_, W> {
             // Copy exactly the size recorded in the header: a file that
             // grows or shrinks meanwhile must not corrupt the archive.
             let mut limited = io::Read::take(f, e.size);
-            let n = io::copy(&mut limited, &mut self.out)
-                .map_err(self.err("read file into layer", rel))?;
+            let mut n = 0u64;
+            loop {
+                let got = io::Read::read(&mut limited, &mut self.copy_buf)
+                    .map_err(self.err("read file into layer", rel))?;
+                if got == 0 {
+                    break;
+                }
+                self.out
+                    .write_all(&self.copy_buf[..got])
+                    .map_err(self.err("write tar", rel))?;
+                n += got as u64;
+            }
             if n != e.size {
                 return Err(Error::SizeMismatch {
                     what: format!(

@@ -128,6 +128,33 @@ fn save_streams_to_a_pipe_and_by_id_writes_no_name() {
     );
     let listed = g.ok(&["images", "--format", "{{.Repository}} {{.Tag}} {{.ID}}"]);
     assert_eq!(listed, format!("<none> <none> {}\n", &id[7..19]));
+    // A repository without a tag: all its tags, as `docker save fedora`.
+    let h = Fresh::new();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nLABEL v=2\n").unwrap();
+    let b = h.kiln(&[
+        "build",
+        "--progress=plain",
+        "-t",
+        "busybox:two",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(b.status.success(), "{}", text(&b));
+    h.ok(&["tag", "busybox", "elsewhere:1"]);
+    let all = dir.path().join("all.tar");
+    h.ok(&["save", "-o", all.to_str().unwrap(), "busybox"]);
+    let manifest: Value = serde_json::from_slice(&tar_files(&all)["manifest.json"]).unwrap();
+    let mut tags: Vec<String> = manifest
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["RepoTags"].as_array().unwrap().clone())
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["busybox:latest", "busybox:two"]);
+
     let missing = f.kiln(&["save", "-o", archive.to_str().unwrap(), "nosuch"]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(
@@ -329,4 +356,30 @@ fn oci_archives_from_skopeo_load_too() {
         &["run", "--rm", "example.com/team/bb:oci", "/bin/true"],
     );
     assert!(run.status.success(), "{}", text(&run));
+}
+
+#[test]
+fn save_refuses_a_terminal_and_load_an_interactive_stdin() {
+    let f = Fresh::new();
+    // `script` gives kiln a pseudo-terminal as stdin and stdout.
+    let on_tty = |cmd: &str| {
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} {cmd}", crate::support::KILN),
+                "/dev/null",
+            ])
+            .env("KILN_ROOT", &f.root)
+            .output()
+            .expect("run script (apt-get install bsdutils)");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    assert_eq!(
+        on_tty("save busybox"),
+        "Error: cowardly refusing to save to a terminal. Use the -o flag or redirect\n"
+    );
+    assert_eq!(
+        on_tty("load"),
+        "Error: requested load from stdin, but stdin is empty\n"
+    );
 }

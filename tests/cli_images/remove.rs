@@ -204,3 +204,101 @@ fn image_prune_removes_dangling_or_all_and_reports_space() {
         .count();
     assert_eq!(blobs, 0);
 }
+
+#[test]
+fn rmi_refuses_images_containers_use_until_they_are_removed() {
+    let f = Fresh::new();
+    let id = f.image_id("docker.io/library/busybox:latest");
+    let run = f.kiln(&["run", "--name", "user1", "busybox", "/bin/true"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let ps = f.ok(&["ps", "-a", "-q", "--no-trunc"]);
+    let container = ps.trim().to_owned();
+    assert_eq!(container.len(), 64, "{ps}");
+
+    let out = f.kiln(&["rmi", "busybox"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "Error: conflict: unable to remove repository reference \"busybox\" (must force) - container {} is using its referenced image {}\n",
+            &container[..12],
+            &id[7..19]
+        )
+    );
+    let out = f.kiln(&["rmi", &id[7..19]]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "Error: conflict: unable to delete {} (must be forced) - image is being used by stopped container {}\n",
+            &id[7..19],
+            &container[..12]
+        )
+    );
+    // prune -a leaves it alone.
+    assert_eq!(
+        f.ok(&["image", "prune", "-a", "-f"]),
+        "Total reclaimed space: 0B\n"
+    );
+    // -f untags but keeps the image the container needs.
+    assert_eq!(
+        f.ok(&["rmi", "-f", "busybox"]),
+        "Untagged: busybox:latest\n"
+    );
+    assert!(f.has_blob(&id));
+    let start = f.kiln(&["start", "-a", "user1"]);
+    assert!(start.status.success(), "{}", text(&start));
+    // Once the container is gone, the dangling image is pruned.
+    f.ok(&["rm", "user1"]);
+    let out = f.ok(&["image", "prune", "-f"]);
+    assert!(
+        out.starts_with(&format!("Deleted Images:\ndeleted: {id}\n")),
+        "{out}"
+    );
+    assert!(!f.has_blob(&id));
+}
+
+#[test]
+fn concurrent_tags_and_removals_keep_the_index_consistent() {
+    let f = Fresh::new();
+    // Sixteen processes tag at once, then eight remove half of the tags
+    // while eight others add more: every update of index.json happens under
+    // the store lock, so none is lost.
+    let spawn = |args: Vec<String>| {
+        std::process::Command::new(crate::support::KILN)
+            .args(&args)
+            .env("KILN_ROOT", &f.root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_all = |children: Vec<std::process::Child>| {
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        }
+    };
+    wait_all(
+        (0..16)
+            .map(|i| spawn(vec!["tag".into(), "busybox".into(), format!("t:{i}")]))
+            .collect(),
+    );
+    let mut children: Vec<_> = (0..8)
+        .map(|i| spawn(vec!["rmi".into(), format!("t:{i}")]))
+        .collect();
+    children
+        .extend((16..24).map(|i| spawn(vec!["tag".into(), "busybox".into(), format!("t:{i}")])));
+    wait_all(children);
+    let mut tags = f.tags();
+    tags.sort();
+    let mut want: Vec<String> = (8..24)
+        .map(|i| format!("docker.io/library/t:{i}"))
+        .collect();
+    want.push("docker.io/library/busybox:latest".into());
+    want.sort();
+    assert_eq!(tags, want);
+    let digest = f.manifest_digest("docker.io/library/busybox:latest");
+    assert!(f.index().iter().all(|m| m["digest"] == digest.as_str()));
+    let run = f.kiln(&["run", "--rm", "t:23", "/bin/true"]);
+    assert!(run.status.success(), "{}", text(&run));
+}

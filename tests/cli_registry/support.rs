@@ -64,12 +64,13 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kiln");
-        child
+        // kiln may exit (refusing its arguments) before reading: a broken
+        // pipe here is not the test's failure.
+        let _ = child
             .stdin
             .take()
             .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
+            .write_all(input.as_bytes());
         child.wait_with_output().expect("wait kiln")
     }
 

@@ -161,7 +161,7 @@ fn system_prune_removes_dangling_images_then_all_with_a() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.starts_with(
-            "WARNING! This will remove:\n  - all dangling images\n  - unused build cache\n\nAre you sure you want to continue? [y/N] "
+            "WARNING! This will remove:\n  - all stopped containers\n  - all dangling images\n  - unused build cache\n\nAre you sure you want to continue? [y/N] "
         ),
         "{text}"
     );

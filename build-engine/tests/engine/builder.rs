@@ -583,3 +583,95 @@ async fn copy_from_the_context_writes_owner_mode_and_parents_without_staging() {
         "context times are kept"
     );
 }
+
+/// Records how many RUN steps run at the same time.
+#[derive(Debug, Default)]
+struct Overlap {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+impl Executor for Overlap {
+    fn run(&self, job: &ExecJob, _output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32, Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(n, SeqCst);
+        std::thread::sleep(Duration::from_millis(60));
+        self.now.fetch_sub(1, SeqCst);
+        self.runs.fetch_add(1, SeqCst);
+        std::fs::write(job.upper.join("x"), job.args.join(" ")).unwrap();
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_parallelism_setting_caps_concurrent_stages() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut df = String::new();
+    for s in ["a", "b", "c", "d"] {
+        df.push_str(&format!("FROM scratch AS {s}\nRUN make-{s}\n\n"));
+    }
+    df.push_str("FROM scratch\nCOPY --from=a /x /a\nCOPY --from=b /x /b\nCOPY --from=c /x /c\nCOPY --from=d /x /d\n");
+    for (parallelism, want_max) in [(1usize, 1usize), (2, 2)] {
+        let (ctx, state, _) = setup(&df);
+        let settings =
+            kiln_build_engine::Settings::from_toml(&format!("parallelism = {parallelism}"), None)
+                .unwrap();
+        let root = Root::open_with(state.path(), settings).unwrap();
+        let exec = Arc::new(Overlap::default());
+        let b = Builder::new(root).with_executor(exec.clone());
+        b.build(BuildRequest::new(ctx.path())).await.unwrap();
+        assert_eq!(exec.runs.load(SeqCst), 4);
+        if parallelism == 1 {
+            assert_eq!(exec.max.load(SeqCst), want_max, "one stage at a time");
+        } else {
+            // Never more than the cap (how many actually overlap depends on
+            // the machine's load).
+            assert!(exec.max.load(SeqCst) <= want_max);
+        }
+    }
+}
+
+/// `rm-a` deletes /d/a.txt the way overlayfs records it: a 0/0 character
+/// device (whiteout) in the upper dir.
+#[derive(Debug, Default)]
+struct Deleter;
+
+impl Executor for Deleter {
+    fn run(&self, job: &ExecJob, _output: &mut dyn FnMut(Stream, &[u8])) -> Result<i32, Error> {
+        std::fs::create_dir_all(job.upper.join("d")).unwrap();
+        let st = std::process::Command::new("mknod")
+            .arg(job.upper.join("d/a.txt"))
+            .args(["c", "0", "0"])
+            .status()
+            .expect("mknod (coreutils)");
+        assert!(st.success());
+        std::fs::write(job.upper.join("d/new.txt"), "new").unwrap();
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_from_a_stage_reads_its_merged_layers_directly() {
+    use std::os::unix::fs::MetadataExt;
+    let df = "FROM scratch AS a\nCOPY a.txt /d/a.txt\nCOPY b.txt /d/b.txt\nRUN rm-a\n\nFROM scratch\nCOPY --from=a /d /out/\nCOPY --from=a --chown=7:8 /d/b.txt /owned\n";
+    let (ctx, _state, root) = setup(df);
+    let b = Builder::new(root.clone()).with_executor(Arc::new(Deleter));
+    b.build(BuildRequest::new(ctx.path()).tag("from:1"))
+        .await
+        .unwrap();
+    let img = kiln_build_engine::resolve_local(&root, "from:1").unwrap();
+    let lowers = root
+        .snapshots()
+        .ensure(root.store(), &img.layer_digests().unwrap())
+        .unwrap();
+    let view = kiln_build_engine::MergedView::new(lowers);
+    let names: Vec<String> = view.read_dir("out").into_keys().collect();
+    assert_eq!(names, ["b.txt", "new.txt"], "the whiteout hides a.txt");
+    assert_eq!(view.read("out/b.txt").unwrap(), b"b");
+    let md = |p: &str| std::fs::symlink_metadata(view.lookup(p).unwrap()).unwrap();
+    assert_eq!((md("out/b.txt").uid(), md("out/b.txt").gid()), (0, 0));
+    assert_eq!((md("owned").uid(), md("owned").gid()), (7, 8));
+    assert_eq!(view.read("owned").unwrap(), b"b");
+}

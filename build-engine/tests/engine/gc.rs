@@ -150,26 +150,40 @@ async fn system_prune_removes_dangling_then_unused_images_never_a_containers() {
     assert_eq!(images(root).len(), 1);
     assert!(root.store().verify().unwrap().is_ok());
 
-    // A container made from app:1: `-a` keeps it and its snapshots.
-    let cdir = root.dir().join("containers").join("c0ffee");
+    // A (stopped) container made from app:1: while it exists, `-a` keeps
+    // the image and its snapshots.
+    let id = "c0ffee".repeat(10) + "c0ff";
+    let cdir = root.dir().join("containers").join(&id);
     std::fs::create_dir_all(cdir.join("upper")).unwrap();
+    std::fs::write(cdir.join("upper/data"), vec![1u8; 3000]).unwrap();
     std::fs::write(
         cdir.join("container.json"),
-        serde_json::json!({"id": "c0ffee", "image_digest": tagged, "state": "exited"}).to_string(),
+        serde_json::json!({
+            "id": id, "name": "c0", "image": "app:1", "image_digest": tagged,
+            "config_digest": "sha256:00", "config": {}, "created": 1, "state": "exited",
+            "pid": null, "pid_start_time": null, "monitor_pid": null,
+            "started_at": 1, "exit_code": 0, "finished_at": 2
+        })
+        .to_string(),
     )
     .unwrap();
     let snaps = snapshots(root);
-    let report = gc::prune(root, &PruneOptions::system().with_all(true)).unwrap();
+    let mut keep_containers = PruneOptions::system().with_all(true);
+    keep_containers.containers = false;
+    let report = gc::prune(root, &keep_containers).unwrap();
     assert!(report.deleted_images.is_empty(), "{report:?}");
     assert_eq!(images(root).len(), 1);
     assert_eq!(snapshots(root), snaps);
     let usage = gc::disk_usage(root).unwrap();
     assert_eq!((usage.images.active, usage.containers.total), (1, 1));
+    assert_eq!(usage.containers.reclaimable, 3000, "{usage:?}");
     assert_eq!(usage.images.reclaimable, 0);
 
-    // No container: `-a` removes every unused image, untagging it.
-    std::fs::remove_dir_all(&cdir).unwrap();
+    // `system prune -a` removes the stopped container first, then the
+    // image it held, untagging it, and everything only it reached.
     let report = gc::prune(root, &PruneOptions::system().with_all(true)).unwrap();
+    assert_eq!(report.deleted_containers, vec![id]);
+    assert!(!cdir.exists());
     assert_eq!(report.deleted_images, vec![tagged]);
     assert_eq!(report.untagged, vec!["docker.io/library/app:1".to_string()]);
     assert!(images(root).is_empty());
@@ -196,10 +210,11 @@ async fn a_running_build_or_an_unknown_container_limits_collection() {
     drop(lock);
 
     // A container directory whose record cannot be read: no snapshot goes.
-    std::fs::create_dir_all(root.dir().join("containers/mystery")).unwrap();
+    let mystery = "ab".repeat(32);
+    std::fs::create_dir_all(root.dir().join("containers").join(&mystery)).unwrap();
     let report = gc::prune(root, &PruneOptions::build_cache()).unwrap();
     assert!(!report.limited);
-    assert_eq!(report.unknown_containers, vec!["mystery".to_string()]);
+    assert_eq!(report.unknown_containers, vec![mystery]);
     assert_eq!(snapshots(root), snaps);
     assert!(!root.dir().join("tmp/run-live").exists());
 }

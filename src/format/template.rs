@@ -24,7 +24,7 @@ enum Piece {
 
 /// A parsed template.
 #[derive(Debug, Clone)]
-pub struct Template {
+pub(crate) struct Template {
     pieces: Vec<Piece>,
 }
 
@@ -71,7 +71,7 @@ fn tokens(s: &str) -> anyhow::Result<Vec<String>> {
 impl Template {
     /// Parses `text` (after Docker's escapes: `\t` and `\n` become tab and
     /// newline).
-    pub fn parse(text: &str) -> anyhow::Result<Template> {
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Template> {
         let text = text.replace("\\t", "\t").replace("\\n", "\n");
         let mut pieces = Vec::new();
         let mut rest = text.as_str();
@@ -136,7 +136,7 @@ impl Template {
 
     /// The top-level fields the template names (`.Repository` ->
     /// `Repository`), in order, for table headers.
-    pub fn fields(&self) -> Vec<String> {
+    pub(crate) fn fields(&self) -> Vec<String> {
         let mut out = Vec::new();
         for p in &self.pieces {
             if let Piece::Action { args, .. } = p {
@@ -155,7 +155,7 @@ impl Template {
     /// Renders the template for `data`. A top-level field `data` lacks is
     /// an error (as for Docker's typed contexts); a missing nested key
     /// prints `<no value>`, as Go does for maps.
-    pub fn render(&self, data: &Value) -> anyhow::Result<String> {
+    pub(crate) fn render(&self, data: &Value) -> anyhow::Result<String> {
         let mut out = String::new();
         for p in &self.pieces {
             match p {
@@ -207,7 +207,7 @@ fn eval(arg: &Arg, data: &Value) -> anyhow::Result<Value> {
 }
 
 /// Go's `fmt.Print` of a decoded JSON value.
-pub fn go_print(v: &Value) -> String {
+pub(crate) fn go_print(v: &Value) -> String {
     match v {
         Value::Null => "<nil>".into(),
         Value::String(s) => s.clone(),
