@@ -9,48 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kiln_build_engine::Root;
+
+use crate::format::{ellipsis, human_duration, human_size, now, pretty, print_rows};
 use kiln_build_engine::containers::{
     self, CommitOptions, ContainerRecord, ContainerState, ExecRequest,
 };
-
-/// Docker's `units.HumanDuration` (go-units), which `docker ps` uses for
-/// CREATED and STATUS.
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let minutes = s / 60;
-    // Go rounds hours: int(d.Hours() + 0.5).
-    let hours = (s + 1800) / 3600;
-    if s < 1 {
-        "Less than a second".into()
-    } else if s == 1 {
-        "1 second".into()
-    } else if s < 60 {
-        format!("{s} seconds")
-    } else if minutes == 1 {
-        "About a minute".into()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".into()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", s / 3600 / 24 / 365)
-    }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 /// The STATUS column: `Up 3 seconds`, `Exited (0) 5 seconds ago`, `Created`.
 pub fn status_text(c: &ContainerRecord, now: i64) -> String {
@@ -65,42 +28,6 @@ pub fn status_text(c: &ContainerRecord, now: i64) -> String {
             human_duration(now - c.finished_at.unwrap_or(c.created))
         ),
         _ => "Created".into(),
-    }
-}
-
-/// Docker's `Ellipsis`: at most `max` characters, the last one `…`.
-fn ellipsis(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// Prints rows as Docker's tabwriter does (minimum width 10, padding 3).
-fn print_table(rows: &[Vec<String>]) {
-    let cols = rows.first().map_or(0, Vec::len);
-    let mut widths = vec![0usize; cols];
-    for r in rows {
-        for (i, cell) in r.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    for r in rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i + 1 == cols {
-                line.push_str(cell);
-            } else {
-                let w = (widths[i] + 3).max(10);
-                line.push_str(cell);
-                line.push_str(&" ".repeat(w - cell.chars().count()));
-            }
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
     }
 }
 
@@ -126,8 +53,8 @@ pub struct PsArgs {
     /// Show the latest created container (all states).
     #[arg(short = 'l', long)]
     latest: bool,
-    /// Output format: `table` (default) or `json` (one object per line,
-    /// Docker's fields).
+    /// Format output: `table` (default), `table TEMPLATE`, `json` (one
+    /// object per line) or a Go template (`{{.ID}} {{.Names}} {{.Status}}`).
     #[arg(long)]
     format: Option<String>,
 }
@@ -221,52 +148,32 @@ pub fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match args.format.as_deref() {
-        None | Some("table") => {}
-        Some("json") => {
-            let mut out = std::io::stdout().lock();
-            for c in &list {
-                writeln!(out, "{}", ps_fields(c, now, args.no_trunc))?;
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        Some(other) => bail!("--format {other:?}: kiln ps supports table and json"),
-    }
-    let mut rows = vec![
-        [
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
-    for c in &list {
-        let command = c.config.args.join(" ");
-        let command = if args.no_trunc {
-            command
-        } else {
-            ellipsis(&command, 20)
-        };
-        rows.push(vec![
-            if args.no_trunc {
-                c.id.clone()
-            } else {
-                c.short_id().to_string()
-            },
-            c.image.clone(),
-            format!("{command:?}"),
-            format!("{} ago", human_duration(now - c.created)),
-            status_text(c, now),
-            String::new(),
-            c.name.clone(),
-        ]);
-    }
-    print_table(&rows);
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|c| ps_fields(c, now, args.no_trunc))
+        .collect();
+    const DEFAULT_TABLE: &str = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+    print_rows(
+        args.format.as_deref().unwrap_or(DEFAULT_TABLE),
+        DEFAULT_TABLE,
+        &rows,
+        &[
+            ("ID", "CONTAINER ID"),
+            ("Image", "IMAGE"),
+            ("Command", "COMMAND"),
+            ("CreatedAt", "CREATED AT"),
+            ("RunningFor", "CREATED"),
+            ("Status", "STATUS"),
+            ("Ports", "PORTS"),
+            ("Names", "NAMES"),
+            ("State", "STATE"),
+            ("Size", "SIZE"),
+            ("Labels", "LABELS"),
+            ("Mounts", "MOUNTS"),
+            ("Networks", "NETWORKS"),
+            ("LocalVolumes", "LOCAL VOLUMES"),
+        ],
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -904,6 +811,9 @@ pub fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  kiln container inspect web\n  kiln container inspect c1 c2")]
 pub struct InspectArgs {
+    /// Format the output with a Go template (`{{.State.Status}}`).
+    #[arg(short = 'f', long)]
+    format: Option<String>,
     /// Containers (name, id or id prefix).
     #[arg(required = true)]
     containers: Vec<String>,
@@ -924,11 +834,15 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    serde::Serialize::serialize(&found, &mut ser)?;
-    println!("{}", String::from_utf8(buf)?);
+    match &args.format {
+        Some(f) => {
+            let t = crate::format::template::Template::parse(f)?;
+            for i in &found {
+                println!("{}", t.render(&serde_json::to_value(i)?)?);
+            }
+        }
+        None => println!("{}", pretty(&found)?),
+    }
     Ok(if failed {
         ExitCode::from(1)
     } else {
@@ -966,34 +880,8 @@ pub fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(bytes));
+    println!("Total reclaimed space: {}", human_size(bytes, 4));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Docker's `units.HumanSize` (decimal units, 3 significant digits).
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    let s = format!("{v:.3}");
-    let digits = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    let s = format!("{:.*}", digits, s.parse::<f64>().unwrap_or(v));
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
 }
 
 /// Arguments of the hidden monitor subcommand.
@@ -1022,39 +910,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_as_docker_prints_them() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(1), "1 second");
-        assert_eq!(human_duration(59), "59 seconds");
-        assert_eq!(human_duration(60), "About a minute");
-        assert_eq!(human_duration(5 * 60), "5 minutes");
-        assert_eq!(human_duration(3600), "About an hour");
-        assert_eq!(human_duration(3 * 3600), "3 hours");
-        assert_eq!(human_duration(3 * 86_400), "3 days");
-        assert_eq!(human_duration(20 * 86_400), "2 weeks");
-    }
-
-    #[test]
-    fn sizes_as_docker_prints_them() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(1500), "1.5kB");
-        assert_eq!(human_size(123_456_789), "123MB");
-    }
-
-    #[test]
     fn signals_by_name_and_number() {
         assert_eq!(parse_signal("KILL").ok(), Some(9));
         assert_eq!(parse_signal("sigterm").ok(), Some(15));
         assert_eq!(parse_signal("1").ok(), Some(1));
         assert!(parse_signal("NOPE").is_err());
-    }
-
-    #[test]
-    fn commands_are_truncated_with_an_ellipsis() {
-        assert_eq!(ellipsis("short", 20), "short");
-        assert_eq!(
-            ellipsis("sh -c echo hi > /f; sleep 100", 20),
-            "sh -c echo hi > /f;…"
-        );
     }
 }

@@ -246,6 +246,28 @@ fn ps_shows_docker_columns_before_and_after_exit() {
     assert_eq!(v["Command"], "\"sleep 60\"");
     assert!(v["Status"].as_str().unwrap().starts_with("Up "));
     assert!(v["CreatedAt"].as_str().unwrap().ends_with(" +0000 UTC"));
+    // Go templates, plain and as a table.
+    let out = kiln(&[
+        "ps",
+        "--format",
+        "{{.Names}} {{.State}}",
+        "--filter",
+        "name=ps-run",
+    ]);
+    assert_eq!(stdout(&out), "ps-run running\n", "{}", text(&out));
+    let out = kiln(&[
+        "ps",
+        "--format",
+        "table {{.Names}}\t{{.Status}}",
+        "--filter",
+        "name=ps-run",
+    ]);
+    let body = stdout(&out);
+    assert!(body.starts_with("NAMES     STATUS\n"), "{body:?}");
+    assert!(
+        body.lines().nth(1).unwrap().starts_with("ps-run    Up "),
+        "{body:?}"
+    );
 
     let out = kiln(&["kill", "ps-run"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -671,9 +693,15 @@ fn stop_sends_sigterm_then_kills_after_the_timeout() {
         "busybox",
         "sh",
         "-c",
-        "trap 'exit 3' TERM; while true; do sleep 0.1; done",
+        "trap 'exit 3' TERM; touch /tmp/trapped; while true; do sleep 0.1; done",
     ]);
     assert!(out.status.success(), "{}", text(&out));
+    // SIGTERM before the trap is set would be dropped (pid 1).
+    wait_until("the trap", || {
+        kiln(&["exec", "stp2", "test", "-f", "/tmp/trapped"])
+            .status
+            .success()
+    });
     let out = kiln(&["stop", "-t", "20", "stp2"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = kiln(&["wait", "stp2"]);
@@ -751,6 +779,14 @@ fn container_inspect_is_dockers_shape() {
         pos("Id") < pos("Created") && pos("Created") < pos("Path") && pos("State") < pos("Image")
     );
     // `container ls` is `ps`.
+    let out = kiln(&[
+        "container",
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "insp",
+    ]);
+    assert_eq!(stdout(&out), "exited 5\n", "{}", text(&out));
     let out = kiln(&["container", "ls", "-aq", "--filter", "name=insp"]);
     assert_eq!(stdout(&out).trim(), &c["Id"].as_str().unwrap()[..12]);
     let out = kiln(&["container", "inspect", "no-such-one"]);
