@@ -500,7 +500,15 @@ fn reserve_name(root: &Root, name: &str, id: &str) -> Result<bool> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                if is_id(&owner) && container_dir(root, &owner).exists() {
+                // Owned by a container with a record, or by one being
+                // created right now (its directory is young); a directory
+                // without a record that is older is what a killed `create`
+                // left behind.
+                let owner_dir = container_dir(root, &owner);
+                let young = std::fs::metadata(&owner_dir)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < Duration::from_secs(60)));
+                if is_id(&owner) && (owner_dir.join("container.json").exists() || young) {
                     return Ok(false);
                 }
                 // A leftover of a removed or never-finished container.
@@ -570,9 +578,6 @@ pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let dir = container_dir(root, &id);
-    for d in [dir.join("upper"), dir.join("work")] {
-        std::fs::create_dir_all(&d).map_err(|e| Error::io("create directory", &d, e))?;
-    }
     let record = ContainerRecord {
         id,
         name,
@@ -591,14 +596,24 @@ pub fn create(root: &Root, req: &RunRequest) -> Result<ContainerRecord> {
         exit_code: None,
         finished_at: None,
     };
-    if record.config.interactive {
-        // The standard input of the container when it runs detached:
-        // `attach` writes to it (see [`monitor`]).
-        let fifo = dir.join("stdin");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|e| Error::io("create fifo", &fifo, std::io::Error::from(e)))?;
+    let made = (|| {
+        for d in [dir.join("upper"), dir.join("work")] {
+            std::fs::create_dir_all(&d).map_err(|e| Error::io("create directory", &d, e))?;
+        }
+        if record.config.interactive {
+            // The standard input of the container when it runs detached:
+            // `attach` writes to it (see [`monitor`]).
+            let fifo = dir.join("stdin");
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| Error::io("create fifo", &fifo, std::io::Error::from(e)))?;
+        }
+        write_record(root, &record)
+    })();
+    if let Err(e) = made {
+        // Leave neither a half-made directory nor a reserved name behind.
+        remove_files(root, &record);
+        return Err(e);
     }
-    write_record(root, &record)?;
     Ok(record)
 }
 
@@ -2028,6 +2043,27 @@ mod tests {
         let (more, next) = read_log(&root, &id, offset).unwrap_or_else(|e| panic!("{e}"));
         assert!(more.is_empty());
         assert_eq!(next, offset);
+    }
+
+    #[test]
+    fn names_left_by_a_killed_create_are_taken_over() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert!(reserve_name(&root, "web", &a).unwrap_or(false));
+        // Another container may not take it while `a` is being created.
+        std::fs::create_dir_all(container_dir(&root, &a)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!reserve_name(&root, "web", &b).unwrap_or(true));
+        // A record makes it `a`'s for good ...
+        record(&root, &a, "web", 1);
+        let old = filetime::FileTime::from_unix_time(1, 0);
+        filetime::set_file_mtime(container_dir(&root, &a), old).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!reserve_name(&root, "web", &b).unwrap_or(true));
+        // ... while an old directory without one is a leftover.
+        std::fs::remove_file(container_dir(&root, &a).join("container.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        filetime::set_file_mtime(container_dir(&root, &a), old).unwrap_or_else(|e| panic!("{e}"));
+        assert!(reserve_name(&root, "web", &b).unwrap_or(false));
     }
 
     #[test]

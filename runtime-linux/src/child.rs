@@ -639,15 +639,9 @@ unsafe fn init_loop(main: libc::pid_t, err_fd: RawFd) -> ! {
         libc::sigfillset(&mut set);
         libc::sigprocmask(libc::SIG_BLOCK, &set, ptr::null_mut());
         loop {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let sig = libc::sigwaitinfo(&set, &mut info);
-            if sig < 0 {
-                continue;
-            }
-            if sig != libc::SIGCHLD {
-                libc::kill(main, sig);
-                continue;
-            }
+            // Reap before waiting: a process that ended before the signals
+            // were blocked had its SIGCHLD discarded (the default action),
+            // and waiting for another would hang forever.
             loop {
                 let mut status: c_int = 0;
                 let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
@@ -662,6 +656,11 @@ unsafe fn init_loop(main: libc::pid_t, err_fd: RawFd) -> ! {
                     };
                     libc::_exit(code);
                 }
+            }
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigwaitinfo(&set, &mut info);
+            if sig > 0 && sig != libc::SIGCHLD {
+                libc::kill(main, sig);
             }
         }
     }

@@ -229,3 +229,23 @@ fn exec_with_a_terminal_gets_its_own_pty_in_the_containers_devpts() {
     assert_eq!(console_mounts(), before);
     drop(bg);
 }
+
+#[test]
+fn quick_exits_are_always_reaped() {
+    // Regression: a process that exited before the forking intermediate
+    // blocked its signals lost its SIGCHLD, and exec hung forever.
+    let (bg, pid) = Background::start(sh("touch /tmp/ready; sleep 60"));
+    for _ in 0..40 {
+        let mut opts = RunOptions::new();
+        opts.timeout = Some(Duration::from_secs(20));
+        let status = exec_in(
+            pid,
+            docker_default_spec(vec!["true".into()]),
+            opts,
+            Stdio::new(&mut Vec::new(), &mut Vec::new()),
+        )
+        .unwrap_or_else(|e| panic!("exec: {}", error_chain(&e)));
+        assert_eq!(status, ExitStatus::Exited(0));
+    }
+    drop(bg);
+}
