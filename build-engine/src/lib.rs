@@ -15,7 +15,9 @@
 //! write them as a layer directly (`kiln-image-layers`). The image config
 //! follows Docker's rules ([`ImageConfig`]). Progress is a stream of typed
 //! [`Event`]s on a tokio channel. [`run_image`] runs a container from an
-//! image with Docker's ENTRYPOINT/CMD rules.
+//! image with Docker's ENTRYPOINT/CMD rules. [`images`] holds the local
+//! image commands (list, tag, rmi, history, inspect, save, load, import,
+//! prune) as functions returning typed data.
 //!
 //! # What it does not do
 //!
