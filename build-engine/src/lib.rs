@@ -18,6 +18,8 @@
 //! image with Docker's ENTRYPOINT/CMD rules; [`containers`] keeps containers
 //! (records, logs, detached runs through a supervisor process) and does what
 //! `docker ps/start/stop/logs/commit/exec/cp/export` do with them.
+//! [`images`] holds the local image commands (list, tag, rmi, history,
+//! inspect, save, load, import, prune) as functions returning typed data.
 //!
 //! Registries: [`pull`] downloads an image with its layers in parallel,
 //! verified while they stream and unpacked into snapshots as they arrive,
