@@ -427,28 +427,50 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kiln inspect busybox
+  kiln inspect --format '{{.State.Status}}' web
   kiln inspect --format '{{.Id}} {{json .Config.Env}}' busybox myapp")]
 pub struct InspectArgs {
     /// Format output using a Go template (`{{.Id}}`, `{{json .Config}}`).
     #[arg(short = 'f', long)]
     format: Option<String>,
-    /// Images (names, digests or ID prefixes).
+    /// Containers (`kiln inspect` only) or images (names, digests or ID
+    /// prefixes).
     #[arg(required = true)]
     images: Vec<String>,
 }
 
-/// `kiln inspect` (`what` = "object") and `kiln image inspect` ("image").
+/// What `kiln inspect` found for one argument.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Inspected {
+    Container(Box<kiln_build_engine::containers::ContainerInspect>),
+    Image(Box<images::ImageInspect>),
+}
+
+/// `kiln inspect` (`what` = "object": a container, else an image, as
+/// Docker tries them) and `kiln image inspect` ("image": images only).
 pub fn run_inspect(args: InspectArgs, what: &str) -> anyhow::Result<ExitCode> {
     let root = open_root()?;
+    let any_object = what != "image";
     let mut found = Vec::new();
     let mut errors = Vec::new();
-    for image in &args.images {
-        match images::inspect(&root, image) {
-            Ok(i) => found.push(i),
+    for name in &args.images {
+        if any_object {
+            match kiln_build_engine::containers::inspect(&root, name) {
+                Ok(c) => {
+                    found.push(Inspected::Container(Box::new(c)));
+                    continue;
+                }
+                Err(Error::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match images::inspect(&root, name) {
+            Ok(i) => found.push(Inspected::Image(Box::new(i))),
             Err(Error::NoSuchImage { reference }) => {
                 errors.push(format!(
-                    "Error: No such {what}: {reference}",
-                    what = if what == "image" { "image" } else { "object" }
+                    "Error: No such {}: {reference}",
+                    if any_object { "object" } else { "image" }
                 ));
             }
             Err(e) if user_error(&e) => errors.push(format!("Error: {e}")),

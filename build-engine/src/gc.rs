@@ -77,7 +77,7 @@ impl BuildLock {
     }
 
     /// The exclusive lock, if nothing holds a shared one.
-    fn try_exclusive(root: &Root) -> Result<Option<BuildLock>> {
+    pub(crate) fn try_exclusive(root: &Root) -> Result<Option<BuildLock>> {
         let file = lock_file(root)?;
         match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
             Ok(true) => Ok(Some(BuildLock { _file: file })),

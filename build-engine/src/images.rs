@@ -579,11 +579,20 @@ pub fn containers_using(root: &Root, manifest_digest: &str) -> Result<Vec<ImageU
 
 /// Deletes an image's `index.json` entries and then its blobs that no
 /// other image reaches; returns (deleted blob, bytes) pairs.
+///
+/// A build or pull running at the same moment may be about to reference
+/// those blobs (the image as its base, or a layer it shares) without having
+/// recorded that in `index.json` yet: while any of them holds the shared
+/// [`crate::gc::BuildLock`], the blobs stay and the next prune collects
+/// them, so no process is ever left pointing at a deleted blob.
 fn delete_image(root: &Root, img: &ImageSummary) -> Result<Vec<(Digest, u64)>> {
     let store = root.store();
     store
         .delete(&img.manifest_digest)
         .map_err(|e| Error::step(format!("delete image {}", img.short_id()), e))?;
+    let Some(_exclusive) = crate::gc::BuildLock::try_exclusive(root)? else {
+        return Ok(Vec::new());
+    };
     let blobs = img
         .blobs
         .iter()
@@ -1626,6 +1635,35 @@ mod tests {
                     .has_blob(&parse_digest(b).unwrap_or_else(|e| panic!("{e}")))
             );
         }
+    }
+
+    #[test]
+    fn rmi_during_a_build_leaves_the_blobs_for_the_next_prune() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = Root::open(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        let mut req = ImportRequest::new("-");
+        req.tag = Some("gone:1".into());
+        import_image(&root, &tiny_tar()[..], &req).unwrap_or_else(|e| panic!("{e}"));
+        let (img, _) = find_image(&root, "gone:1").unwrap_or_else(|e| panic!("{e}"));
+        let blobs: Vec<Digest> = img
+            .blobs
+            .iter()
+            .map(|b| parse_digest(b).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        // A build is running: the image goes, its blobs stay.
+        let build = crate::gc::BuildLock::shared(&root).unwrap_or_else(|e| panic!("{e}"));
+        remove_image(&root, "gone:1", false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            list_images(&root)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_empty()
+        );
+        assert!(blobs.iter().all(|b| root.store().has_blob(b)));
+        drop(build);
+        // The next prune collects them.
+        crate::gc::prune(&root, &crate::gc::PruneOptions::system())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(blobs.iter().all(|b| !root.store().has_blob(b)));
     }
 
     #[test]

@@ -11,13 +11,17 @@
 //! up in a content-addressed cache ([`CacheInputs`], [`CacheIndex`]) before
 //! it runs. RUN steps execute through an [`Executor`] ([`LinuxExecutor`]
 //! on `kiln-runtime-linux`) on an overlay of layer snapshots keyed by chain
-//! id; the overlay's upper dir becomes the layer. COPY/ADD stage files and
-//! write them as a layer directly (`kiln-image-layers`). The image config
+//! id; the overlay's upper dir becomes the layer. COPY writes its layer
+//! straight from the context files or the source stage's snapshots, with
+//! the owner and mode it assigns (ADD, heredocs and URLs are staged first)
+//! (`kiln-image-layers`). The image config
 //! follows Docker's rules ([`ImageConfig`]). Progress is a stream of typed
 //! [`Event`]s on a tokio channel. [`run_image`] runs a container from an
 //! image with Docker's ENTRYPOINT/CMD rules; [`containers`] keeps containers
 //! (records, logs, detached runs through a supervisor process) and does what
 //! `docker ps/start/stop/logs/commit/exec/cp/export` do with them.
+//! [`images`] holds the local image commands (list, tag, rmi, history,
+//! inspect, save, load, import, prune) as functions returning typed data.
 //!
 //! Registries: [`pull`] downloads an image with its layers in parallel,
 //! verified while they stream and unpacked into snapshots as they arrive,
@@ -50,7 +54,7 @@
 //!                                         │ no
 //!                                         ▼
 //!               RUN: Executor on overlay(snapshots) ─▶ upper dir ─▶ layer
-//!               COPY/ADD: staged files ──────────────────────────▶ layer
+//!               COPY/ADD: context / snapshot files ──────────────▶ layer
 //!                                         ▼
 //!                      ImageConfig + manifest ─▶ Store (tagged)
 //! ```

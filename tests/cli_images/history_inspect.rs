@@ -162,3 +162,25 @@ fn inspect_prints_dockers_shape() {
         "Error: No such image: nosuch\n"
     );
 }
+
+#[test]
+fn inspect_takes_containers_first_then_images() {
+    let f = Fresh::new();
+    let run = f.kiln(&["run", "--name", "probe", "busybox", "/bin/true"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let id = f.image_id("docker.io/library/busybox:latest");
+    let out = f.ok(&["inspect", "probe", "busybox"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["Name"], "/probe");
+    assert_eq!(v[0]["State"]["Status"], "exited");
+    assert_eq!(v[1]["Id"], id.as_str());
+    let out = f.ok(&["inspect", "-f", "{{.State.Status}}", "probe"]);
+    assert_eq!(out, "exited\n");
+    // `image inspect` never looks at containers.
+    let out = f.kiln(&["image", "inspect", "probe"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: No such image: probe\n"
+    );
+}
