@@ -83,6 +83,10 @@ pub struct ContainerArgs {
     /// without --rm).
     #[arg(long)]
     name: Option<String>,
+    /// Pull the image before creating the container: `missing` (when it is
+    /// not in the store), `always` or `never`.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
     /// The image.
     image: String,
     /// Command and arguments (replace the image's CMD).
@@ -146,10 +150,66 @@ fn request(args: &ContainerArgs) -> anyhow::Result<RunRequest> {
     Ok(req)
 }
 
+/// `docker run`'s `--pull`: pulls the image when it is not in the store
+/// (`missing`) or every time (`always`), with Docker's lines on stderr.
+/// The async runtime is gone when this returns, so no thread of it can
+/// receive the signals [`proxy_signals`] blocks afterwards.
+fn pull_if_needed(root: &Root, image: &str, policy: &str) -> anyhow::Result<()> {
+    let present = kiln_build_engine::resolve_local(root, image).is_ok();
+    match policy {
+        "never" if !present => {
+            bail!("image {image}: not in the local store, and --pull never forbids pulling it")
+        }
+        "missing" if present => return Ok(()),
+        "never" => return Ok(()),
+        _ => {}
+    }
+    if !present {
+        eprintln!("Unable to find image '{image}' locally");
+    }
+    let client = root.registry_client()?;
+    let progress: kiln_build_engine::PullProgress =
+        std::sync::Arc::new(|ev: kiln_build_engine::PullEvent| match ev {
+            kiln_build_engine::PullEvent::Resolved {
+                reference,
+                repository,
+                ..
+            } => eprintln!("{reference}: Pulling from {repository}"),
+            kiln_build_engine::PullEvent::Layer {
+                digest,
+                status: kiln_build_engine::LayerStatus::PullComplete,
+            } => eprintln!("{}: Pull complete", short_digest(&digest)),
+            _ => {}
+        });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let result = rt.block_on(kiln_build_engine::pull(
+        root,
+        image,
+        &kiln_build_engine::PullOptions::default(),
+        &client,
+        &progress,
+    ));
+    drop(rt);
+    let result = result.with_context(|| format!("pull {image}"))?;
+    eprintln!("Digest: {}", result.digest);
+    eprintln!("Status: Downloaded newer image for {}", result.familiar);
+    Ok(())
+}
+
+/// The 12 hex digits Docker shows for a layer.
+fn short_digest(d: &str) -> &str {
+    let hex = d.split_once(':').map_or(d, |(_, h)| h);
+    &hex[..hex.len().min(12)]
+}
+
 /// Runs `kiln create`: prints the new container's id.
 pub fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let req = request(&args.container)?;
     let root = Root::open_configured()?;
+    pull_if_needed(&root, &req.image, &args.container.pull)?;
     let record = containers::create(&root, &req)?;
     println!("{}", record.id);
     Ok(ExitCode::SUCCESS)
@@ -159,6 +219,7 @@ pub fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut req = request(&args.container)?;
     let root = Root::open_configured()?;
+    pull_if_needed(&root, &req.image, &args.container.pull)?;
     if args.detach {
         // Detached: the output goes only to the container's log; with -i
         // its standard input is a fifo that `kiln attach` writes to.

@@ -571,8 +571,14 @@ fn exit_codes_are_dockers() {
     assert!(stderr(&out).contains("no-such-command"));
     let out = kiln(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(code(&out), 126, "{}", text(&out));
-    let out = kiln(&["run", "--rm", "no-such-image-here"]);
+    // (--pull never: a missing image must not send anyone to Docker Hub.)
+    let out = kiln(&["run", "--rm", "--pull", "never", "no-such-image-here"]);
     assert_eq!(code(&out), 125, "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no-such-image-here"),
+        "{}",
+        text(&out)
+    );
     // A command that cannot run still leaves a container (as Docker's
     // `Exited (127)`), unless --rm.
     let out = kiln(&["run", "--name", "ec-missing", "busybox", "no-such-command"]);
@@ -1147,4 +1153,44 @@ fn run_and_exec_with_a_terminal_get_the_callers_window_size() {
     ));
     assert!(out.lines().any(|l| l.trim().ends_with("31 91")), "{out:?}");
     assert!(kiln(&["rm", "-f", "winsz"]).status.success());
+}
+
+#[test]
+fn run_and_create_pull_a_missing_image_as_docker_does() {
+    use kiln_testutil::registry::{Registry, RegistryConfig};
+    let reg = Registry::start(RegistryConfig::http()).expect("start registry");
+    reg.push_busybox("pulled/box:1").expect("push busybox");
+    let image = format!("{}/pulled/box:1", reg.addr());
+    // A fresh state directory: the image is not in its store.
+    let dir = tempfile::tempdir().unwrap();
+    let k = |args: &[&str]| support::kiln_in(dir.path(), args);
+    let out = k(&["run", "--rm", &image, "echo", "pulled"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "pulled\n");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("Unable to find image '{image}' locally\n")),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("1: Pulling from ") && l.ends_with("pulled/box")),
+        "{err}"
+    );
+    assert!(err.contains("Digest: sha256:"), "{err}");
+    // Now it is in the store: no pull.
+    let out = k(&["run", "--rm", &image, "true"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!stderr(&out).contains("Unable to find"), "{}", text(&out));
+    // --pull always pulls again; create pulls too.
+    let out = k(&["create", "--pull", "always", "--name", "pc", &image, "true"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stderr(&out).contains("Digest: sha256:"), "{}", text(&out));
+    // Nothing listening: kiln's own error, 125, naming the registry.
+    let out = k(&["run", "--rm", "127.0.0.1:1/none:1"]);
+    assert_eq!(code(&out), 125, "{}", text(&out));
+    assert!(stderr(&out).contains("127.0.0.1:1"), "{}", text(&out));
+    let out = k(&["run", "--rm", "--pull", "never", "127.0.0.1:1/none:1"]);
+    assert_eq!(code(&out), 125, "{}", text(&out));
+    assert!(stderr(&out).contains("--pull never"), "{}", text(&out));
 }
