@@ -14,8 +14,12 @@ pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 pub fn root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
+        // The directory outlives this process (a static is never dropped):
+        // name it after the pid and remove those of test processes that
+        // are gone, so repeated runs do not fill the disk.
+        remove_stale_roots();
         let dir = tempfile::Builder::new()
-            .prefix("kiln-e2e-")
+            .prefix(&format!("kiln-e2e-{}-", std::process::id()))
             .tempdir()
             .expect("create state dir")
             .keep();
@@ -49,6 +53,26 @@ pub fn root() -> &'static Path {
         );
         dir
     })
+}
+
+/// Removes `kiln-e2e-<pid>-*` directories whose process no longer runs.
+fn remove_stale_roots() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("kiln-e2e-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 pub fn kiln_in(root: &Path, args: &[&str]) -> Output {
