@@ -90,6 +90,69 @@ fn kv(s: &str, what: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// Where a `--secret`'s value comes from.
+#[derive(Debug, PartialEq, Eq)]
+enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// BuildKit's `--secret` forms: `id=ID,src=PATH` (or `source=`,
+/// `type=file`), `id=ID,env=VAR` (`type=env`), and `id=ID` alone, which
+/// takes the environment variable named ID when it is set, else the file
+/// named ID.
+fn parse_secret(spec: &str) -> anyhow::Result<(String, SecretSource)> {
+    let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) if !v.is_empty() => id = Some(v.to_string()),
+            Some(("src" | "source", v)) if !v.is_empty() => src = Some(PathBuf::from(v)),
+            Some(("env", v)) if !v.is_empty() => env = Some(v.to_string()),
+            Some(("type", t @ ("file" | "env"))) => kind = Some(t),
+            _ => bail!(
+                "--secret {spec:?}: expected id=ID,src=PATH or id=ID,env=VARIABLE (unknown part {part:?})"
+            ),
+        }
+    }
+    let Some(id) = id else {
+        bail!("--secret {spec:?}: id= is required");
+    };
+    let source = match (src, env, kind) {
+        (Some(_), Some(_), _) => bail!("--secret {spec:?}: give src= or env=, not both"),
+        (Some(_), None, Some("env")) | (None, Some(_), Some("file")) => {
+            bail!("--secret {spec:?}: type= does not match the src=/env= given")
+        }
+        (Some(p), None, _) => SecretSource::File(p),
+        (None, Some(v), _) => SecretSource::Env(v),
+        (None, None, Some("env")) => SecretSource::Env(id.clone()),
+        (None, None, Some("file")) => SecretSource::File(PathBuf::from(&id)),
+        (None, None, _) => {
+            if std::env::var_os(&id).is_some() {
+                SecretSource::Env(id.clone())
+            } else {
+                SecretSource::File(PathBuf::from(&id))
+            }
+        }
+    };
+    Ok((id, source))
+}
+
+/// A private (0600) file holding `value`, on /dev/shm when it exists so the
+/// secret never reaches a disk.
+fn secret_file(value: &[u8]) -> anyhow::Result<tempfile::NamedTempFile> {
+    let dir = std::path::Path::new("/dev/shm");
+    let mut b = tempfile::Builder::new();
+    b.prefix("kiln-secret-");
+    let mut file = if dir.is_dir() {
+        b.tempfile_in(dir)
+    } else {
+        b.tempfile()
+    }
+    .context("create a private file for a secret")?;
+    std::io::Write::write_all(&mut file, value).context("write a secret")?;
+    Ok(file)
+}
+
 /// `REF` or BuildKit's `type=registry,ref=REF[,mode=max]`.
 fn cache_ref(spec: &str) -> anyhow::Result<String> {
     if !spec.contains('=') {
@@ -127,23 +190,28 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         labels.insert(k, v);
     }
     options.labels = labels;
-    for s in &args.secrets {
-        let mut id = None;
-        let mut src = None;
-        for part in s.split(',') {
-            match part.split_once('=') {
-                Some(("id", v)) => id = Some(v.to_string()),
-                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
-                Some(("type", "file")) => {}
-                _ => bail!("--secret {s:?}: expected id=ID,src=PATH"),
+    // Secrets given by value (env=) are written to private files on a
+    // tmpfs for the length of the build, so RUN can bind them like file
+    // secrets; the files vanish when `_secret_files` drops.
+    let mut _secret_files = Vec::new();
+    for spec in &args.secrets {
+        let (id, secret) = parse_secret(spec)?;
+        let path = match secret {
+            SecretSource::File(p) => p,
+            SecretSource::Env(var) => {
+                let value = std::env::var_os(&var).ok_or_else(|| {
+                    anyhow::anyhow!("--secret {spec:?}: environment variable {var} is not set")
+                })?;
+                let file = secret_file(std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()))
+                    .with_context(|| {
+                    format!("--secret {spec:?}: keep the value for the build")
+                })?;
+                let p = file.path().to_path_buf();
+                _secret_files.push(file);
+                p
             }
-        }
-        match (id, src) {
-            (Some(i), Some(p)) => {
-                options.secrets.insert(i, p);
-            }
-            _ => bail!("--secret {s:?}: expected id=ID,src=PATH"),
-        }
+        };
+        options.secrets.insert(id, path);
     }
     options.target = args.target.clone();
     options.no_cache = args.no_cache;
@@ -253,6 +321,42 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_buildkit_spellings() {
+        let p = |s: &str| parse_secret(s).map_err(|e| e.to_string());
+        assert_eq!(
+            p("id=a,src=/x").ok(),
+            Some(("a".into(), SecretSource::File("/x".into())))
+        );
+        assert_eq!(
+            p("type=file,id=a,source=/x").ok(),
+            Some(("a".into(), SecretSource::File("/x".into())))
+        );
+        assert_eq!(
+            p("id=tok,env=GH_TOKEN").ok(),
+            Some(("tok".into(), SecretSource::Env("GH_TOKEN".into())))
+        );
+        assert_eq!(
+            p("type=env,id=GH_TOKEN").ok(),
+            Some(("GH_TOKEN".into(), SecretSource::Env("GH_TOKEN".into())))
+        );
+        assert_eq!(
+            p("id=kiln-no-such-variable-xyz").ok(),
+            Some((
+                "kiln-no-such-variable-xyz".into(),
+                SecretSource::File("kiln-no-such-variable-xyz".into())
+            ))
+        );
+        for bad in [
+            "src=/x",
+            "id=a,src=/x,env=V",
+            "id=a,bogus=1",
+            "type=env,id=a,src=/x",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cache_refs_in_both_spellings() {

@@ -1445,8 +1445,12 @@ impl Shared<'_> {
                     *v = self.expand(state, v, line)?;
                 }
             }
+            // BuildKit: a secret with `env=` and no `target=` is only an
+            // environment variable; otherwise it is a file, by default
+            // /run/secrets/<id>.
             if m.kind == MountType::Secret
                 && m.target.is_none()
+                && m.env.is_none()
                 && let Some(id) = &m.id
             {
                 m.target = Some(format!("/run/secrets/{id}"));
@@ -1455,7 +1459,15 @@ impl Shared<'_> {
                 "mount",
                 format!(
                     "{:?}",
-                    (m.kind, &m.target, &m.source, &m.from, &m.id, m.read_only)
+                    (
+                        m.kind,
+                        &m.target,
+                        &m.source,
+                        &m.from,
+                        &m.id,
+                        m.read_only,
+                        &m.env
+                    )
                 ),
             );
             if m.kind == MountType::Bind && m.from.is_none() {
@@ -1488,12 +1500,23 @@ impl Shared<'_> {
                 let work = this.root.tempdir("work-")?;
                 let mut keep: Vec<tempfile::TempDir> = Vec::new();
                 let mut mounts = Vec::new();
+                let mut env = env_list.clone();
                 for m in &mount_specs {
+                    if m.kind == MountType::Secret
+                        && let Some(var) = &m.env
+                    {
+                        let (k, v) = this.secret_env(m, var, line)?;
+                        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+                        env.push(format!("{k}={v}"));
+                        if m.target.is_none() {
+                            continue;
+                        }
+                    }
                     mounts.push(this.exec_mount(state.index, m, line, &mut keep)?);
                 }
                 let job = ExecJob {
                     args: std::mem::take(&mut args),
-                    env: env_list.clone(),
+                    env,
                     cwd: cwd.clone(),
                     user: user.clone(),
                     lowers: view.lowers().to_vec(),
@@ -1562,6 +1585,38 @@ impl Shared<'_> {
                 self.view(&img.layers)
             }
         }
+    }
+
+    /// `RUN --mount=type=secret,id=ID,env=VAR`: `VAR=<the secret>` for
+    /// this step's process only (never in the image config, the history or
+    /// the cache key).
+    fn secret_env(&self, m: &MountSpec, var: &str, line: usize) -> Result<(String, String)> {
+        if var.is_empty() || var.contains('=') {
+            return Err(Error::instruction(
+                line,
+                format!("RUN --mount=type=secret,env={var:?}: not a variable name"),
+            ));
+        }
+        let id = m.id.clone().unwrap_or_else(|| var.to_string());
+        let src = self.opts.secrets.get(&id).ok_or_else(|| {
+            Error::instruction(
+                line,
+                format!(
+                    "secret {id:?} was not given to the build (--secret id={id},src=... or env=...)"
+                ),
+            )
+        })?;
+        let bytes = std::fs::read(src).map_err(|e| Error::io("read secret", src, e))?;
+        let value = String::from_utf8(bytes)
+            .ok()
+            .filter(|v| !v.contains('\0'))
+            .ok_or_else(|| {
+                Error::instruction(
+                    line,
+                    format!("secret {id:?} cannot be an environment variable: it is not text without NUL bytes"),
+                )
+            })?;
+        Ok((var.to_string(), value))
     }
 
     fn exec_mount(
@@ -1633,12 +1688,6 @@ impl Shared<'_> {
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default()
                 });
-                if m.env.is_some() {
-                    return Err(Error::Unsupported {
-                        line,
-                        feature: "RUN --mount=type=secret,env=".into(),
-                    });
-                }
                 match self.opts.secrets.get(&id) {
                     Some(src) => Ok(ExecMount::Bind {
                         source: src.clone(),

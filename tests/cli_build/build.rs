@@ -843,3 +843,63 @@ fn concurrent_builds_share_one_store() {
         assert_eq!(stdout(&out), format!("build {i}"));
     }
 }
+
+/// `--secret id=..,env=VAR` on the command line, and
+/// `RUN --mount=type=secret,env=VAR` in the Dockerfile: the value reaches
+/// the step's process and nothing of it reaches the image.
+#[test]
+fn secrets_from_the_environment_and_as_environment_variables() {
+    let df = "FROM busybox\n\
+RUN --mount=type=secret,id=tok,env=TOKEN test \"$TOKEN\" = \"$(printf 'env-%s' s3cr3t)\" && test ! -e /run/secrets/tok && echo ${#TOKEN} > /env-len\n\
+RUN --mount=type=secret,id=tok,env=ALSO,target=/run/secrets/t2 test \"$ALSO\" = \"$(cat /run/secrets/t2)\" && echo ok > /both\n\
+RUN --mount=type=secret,id=GH_TOKEN wc -c < /run/secrets/GH_TOKEN > /gh-len\n";
+    let ctx = context(df, &[]);
+    let out = kiln_env(
+        &[
+            "build",
+            "--progress=plain",
+            "-t",
+            "e2e-secret-env:1",
+            "--secret",
+            "id=tok,env=KILN_TEST_SECRET",
+            "--secret",
+            "id=GH_TOKEN",
+            ctx.path().to_str().unwrap(),
+        ],
+        &[
+            ("KILN_TEST_SECRET", "env-s3cr3t"),
+            ("GH_TOKEN", "ghp_12345"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let run = |cmd: &str| stdout(&kiln(&["run", "--rm", "e2e-secret-env:1", "sh", "-c", cmd]));
+    assert_eq!(run("cat /env-len /both /gh-len"), "10\nok\n9\n");
+    let c = config("docker.io/library/e2e-secret-env:1");
+    let text_config = c.to_string();
+    assert!(!text_config.contains("env-s3cr3t") && !text_config.contains("ghp_12345"));
+    let m = manifest("docker.io/library/e2e-secret-env:1");
+    for i in 0..m["layers"].as_array().unwrap().len() {
+        for (path, _, _, content) in layer_files("docker.io/library/e2e-secret-env:1", i) {
+            let body = String::from_utf8_lossy(&content);
+            assert!(
+                !body.contains("env-s3cr3t") && !body.contains("ghp_12345"),
+                "secret in layer {i} at {path}"
+            );
+        }
+    }
+    // A missing variable is a clear error.
+    let out = kiln(&[
+        "build",
+        "-t",
+        "e2e-secret-env:2",
+        "--secret",
+        "id=tok,env=KILN_TEST_NOT_SET_ANYWHERE",
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("KILN_TEST_NOT_SET_ANYWHERE is not set"),
+        "{}",
+        text(&out)
+    );
+}
