@@ -5,6 +5,7 @@
 //! `docker-registry`), checked with skopeo and by reading the store.
 
 mod login;
+mod mirror;
 mod pull;
 mod push;
 mod search;

@@ -55,6 +55,15 @@ impl Env {
         self.command(args).output().expect("run kiln")
     }
 
+    /// Runs kiln with extra environment variables.
+    pub fn kiln_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut c = self.command(args);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().expect("run kiln")
+    }
+
     pub fn kiln_stdin(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;
         let mut child = self
