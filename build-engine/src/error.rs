@@ -184,6 +184,19 @@ impl Error {
         }
     }
 
+    /// An [`Error::Image`] about `reference`.
+    pub(crate) fn image(
+        reference: &str,
+        message: impl Into<String>,
+        source: Option<Cause>,
+    ) -> Self {
+        Error::Image {
+            reference: reference.to_string(),
+            message: message.into(),
+            source,
+        }
+    }
+
     pub(crate) fn step(context: impl Into<String>, source: impl Into<Cause>) -> Self {
         Error::Step {
             context: context.into(),

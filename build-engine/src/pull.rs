@@ -110,18 +110,6 @@ pub struct PullResult {
     pub up_to_date: bool,
 }
 
-fn img_err(
-    reference: &str,
-    message: impl Into<String>,
-    source: Option<crate::error::Cause>,
-) -> Error {
-    Error::Image {
-        reference: reference.to_string(),
-        message: message.into(),
-        source,
-    }
-}
-
 /// Parses `os/arch[/variant]`.
 fn parse_platform(s: &str) -> Result<Platform> {
     let parts: Vec<&str> = s.split('/').collect();
@@ -177,7 +165,7 @@ pub async fn pull(
     // Keeps `gc` away from the scratch and snapshot directories in use.
     let _gc = crate::gc::BuildLock::shared(root)?;
     let r = Reference::parse(reference)
-        .map_err(|e| img_err(reference, "invalid reference", Some(Box::new(e))))?;
+        .map_err(|e| Error::image(reference, "invalid reference", Some(Box::new(e))))?;
     let platform = match &options.platform {
         Some(p) => parse_platform(p)?,
         None => Platform::new("linux", HOST_ARCH, None),
@@ -185,14 +173,14 @@ pub async fn pull(
     let pulled = client
         .pull_image(&r, &platform)
         .await
-        .map_err(|e| img_err(reference, "pull", Some(Box::new(e))))?;
+        .map_err(|e| Error::image(reference, "pull", Some(Box::new(e))))?;
     let top_digest = pulled
         .index
         .as_ref()
         .map_or(&pulled.manifest.digest, |i| &i.digest)
         .to_string();
     let name = ImageRef::parse(reference)
-        .map_err(|m| img_err(reference, m, None))?
+        .map_err(|m| Error::image(reference, m, None))?
         .to_string();
 
     // Pair each layer blob with its diffID and chain id from the config
@@ -214,7 +202,7 @@ pub async fn pull(
         .map_err(|e| Error::step(format!("diffIDs in the config of {reference}"), e))?;
     let layers = pulled.image.layers();
     if layers.len() != diff_ids.len() {
-        return Err(img_err(
+        return Err(Error::image(
             reference,
             format!(
                 "manifest lists {} layers but the config {} diffIDs",
@@ -228,7 +216,7 @@ pub async fn pull(
     for (i, l) in layers.iter().enumerate() {
         let digest = Digest::from_oci(l.digest()).map_err(|e| Error::step("layer digest", e))?;
         let chain = chain_id(&diff_ids[..=i])
-            .ok_or_else(|| img_err(reference, "image has no layers", None))?;
+            .ok_or_else(|| Error::image(reference, "image has no layers", None))?;
         jobs.push(LayerJob {
             digest,
             size: l.size(),

@@ -80,18 +80,6 @@ pub struct PushResult {
     pub size: u64,
 }
 
-fn img_err(
-    reference: &str,
-    message: impl Into<String>,
-    source: Option<crate::error::Cause>,
-) -> Error {
-    Error::Image {
-        reference: reference.to_string(),
-        message: message.into(),
-        source,
-    }
-}
-
 fn metadata_path(root: &Root, digest: &str) -> Option<PathBuf> {
     let (alg, hex) = digest.split_once(':')?;
     if alg.is_empty() || hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -152,9 +140,9 @@ fn mount_source(root: &Root, digest: &str, target: &Reference) -> Option<String>
 /// The tagged names in the store of repository `name` (`NAME` without tag
 /// or digest), normalised and sorted: what `kiln push --all-tags` pushes.
 pub fn repository_tags(root: &Root, name: &str) -> Result<Vec<String>> {
-    let want = ImageRef::parse(name).map_err(|m| img_err(name, m, None))?;
+    let want = ImageRef::parse(name).map_err(|m| Error::image(name, m, None))?;
     if want.digest.is_some() || name.rsplit('/').next().is_some_and(|l| l.contains(':')) {
-        return Err(img_err(
+        return Err(Error::image(
             name,
             "a tag or digest cannot be used with --all-tags",
             None,
@@ -179,7 +167,7 @@ pub fn repository_tags(root: &Root, name: &str) -> Result<Vec<String>> {
     tags.sort();
     tags.dedup();
     if tags.is_empty() {
-        return Err(img_err(
+        return Err(Error::image(
             name,
             "no tags of this repository in the local store",
             None,
@@ -202,16 +190,16 @@ pub async fn push(
     // Blobs are read from the store while they upload: keep `gc` away.
     let _gc = crate::gc::BuildLock::shared(root)?;
     let target = Reference::parse(reference)
-        .map_err(|e| img_err(reference, "invalid reference", Some(Box::new(e))))?;
+        .map_err(|e| Error::image(reference, "invalid reference", Some(Box::new(e))))?;
     let name = ImageRef::parse(reference)
-        .map_err(|m| img_err(reference, m, None))?
+        .map_err(|m| Error::image(reference, m, None))?
         .to_string();
     let store = root.store();
     let desc = store
         .resolve(&name)
         .or_else(|_| store.resolve(reference))
         .map_err(|e| {
-            img_err(
+            Error::image(
                 reference,
                 "no such image in the local store (tag an image with this name first)",
                 Some(Box::new(e)),
@@ -231,8 +219,9 @@ pub async fn push(
         .map(str::to_owned)
         .unwrap_or_else(|| desc.media_type().to_string());
     let provider = OciLayoutBlobs::new(store.root());
-    let push_err =
-        |what: String, e: kiln_registry_client::Error| img_err(reference, what, Some(Box::new(e)));
+    let push_err = |what: String, e: kiln_registry_client::Error| {
+        Error::image(reference, what, Some(Box::new(e)))
+    };
     let tag = target
         .tag()
         .map(str::to_owned)
@@ -262,7 +251,7 @@ pub async fn push(
     let blob_list = |v: &serde_json::Value| -> Result<(String, u64)> {
         match (v["digest"].as_str(), v["size"].as_u64()) {
             (Some(d), Some(s)) => Ok((d.to_owned(), s)),
-            _ => Err(img_err(
+            _ => Err(Error::image(
                 reference,
                 "manifest has a descriptor without digest or size",
                 None,
@@ -293,7 +282,7 @@ pub async fn push(
             continue;
         }
         let oci = kiln_registry_client::parse_digest(&digest)
-            .map_err(|k| img_err(reference, format!("digest {digest:?}: {k}"), None))?;
+            .map_err(|k| Error::image(reference, format!("digest {digest:?}: {k}"), None))?;
         if is_layer {
             progress(PushEvent::Layer {
                 digest: digest.clone(),

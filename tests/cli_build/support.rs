@@ -98,30 +98,9 @@ pub fn kiln_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run kiln")
 }
 
-pub fn text(o: &Output) -> String {
-    format!(
-        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A build context in a temp dir: `files` are (path, content).
-pub fn context(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("write Dockerfile");
-    for (p, c) in files {
-        let path = dir.path().join(p);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, c).expect("write file");
-    }
-    dir
-}
+// Other test binaries include this file with #[path] and use only some.
+#[allow(unused_imports)]
+pub use kiln_testutil::cli::{context, stdout, text};
 
 /// Builds `ctx` as `tag`, asserting success; returns the output.
 pub fn build(tag: &str, ctx: &Path, extra: &[&str]) -> Output {

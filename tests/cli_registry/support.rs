@@ -132,30 +132,7 @@ impl Env {
     }
 }
 
-pub fn text(o: &Output) -> String {
-    format!(
-        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A build context with a Dockerfile and files (path, content).
-pub fn context(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("write Dockerfile");
-    for (p, c) in files {
-        let path = dir.path().join(p);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, c).expect("write");
-    }
-    dir
-}
+pub use kiln_testutil::cli::{context, stdout, text};
 
 /// `skopeo inspect` of `image` (docker://) as JSON.
 pub fn skopeo_inspect(reg: &Registry, image: &str) -> Value {

@@ -9,6 +9,7 @@
 //! - [`rootfs`]: busybox root filesystems for containers and base images.
 //! - [`tar`]: builders for ordinary and hostile layer archives.
 
+pub mod cli;
 pub mod registry;
 pub mod rootfs;
 pub mod tar;
