@@ -150,26 +150,9 @@ fn pull_by_digest_verifies_and_rejects_wrong_or_corrupt_content() {
 #[test]
 fn layers_already_present_are_not_downloaded_again() {
     let reg = Registry::start(RegistryConfig::http()).expect("start registry");
-    let img = reg
-        .push_busybox("library/busybox:latest")
-        .expect("push busybox");
-    let base = format!("{}/library/busybox:latest", reg.addr());
     // Build and push a two-layer image on that base from another store.
     let builder = Env::new();
-    builder.ok(&["pull", "-q", &base]);
-    let ctx = context(
-        &format!("FROM {base}\nCOPY hello.txt /hello.txt\n"),
-        &[("hello.txt", "hi\n")],
-    );
-    let app = format!("{}/team/app:1", reg.addr());
-    builder.ok(&[
-        "build",
-        "--progress=plain",
-        "-q",
-        "-t",
-        &app,
-        path_str(ctx.path()),
-    ]);
+    let (img, base, app) = app_on_pushed_busybox(&reg, &builder, ("hello.txt", "hi\n"), "1");
     builder.ok(&["push", &app]);
     let app_layers = diff_ids(&builder, &app);
     assert_eq!(app_layers.len(), 2);

@@ -6,25 +6,8 @@ use crate::support::*;
 #[test]
 fn push_uploads_mounts_and_skips_and_skopeo_reads_the_result() {
     let reg = Registry::start(RegistryConfig::http()).expect("start registry");
-    let img = reg
-        .push_busybox("library/busybox:latest")
-        .expect("push busybox");
-    let base = format!("{}/library/busybox:latest", reg.addr());
     let env = Env::new();
-    env.ok(&["pull", "-q", &base]);
-    let ctx = context(
-        &format!("FROM {base}\nCOPY data.txt /data.txt\n"),
-        &[("data.txt", "payload\n")],
-    );
-    let app = format!("{}/team/app:v1", reg.addr());
-    env.ok(&[
-        "build",
-        "--progress=plain",
-        "-q",
-        "-t",
-        &app,
-        path_str(ctx.path()),
-    ]);
+    let (img, _, app) = app_on_pushed_busybox(&reg, &env, ("data.txt", "payload\n"), "v1");
     let local = env.tagged(&app).expect("built image tagged");
     let manifest = env.blob_json(&local);
     let top = manifest["layers"][1]["digest"]

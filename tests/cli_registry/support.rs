@@ -173,3 +173,31 @@ pub fn short(digest: &str) -> String {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf8 path")
 }
+
+/// The set-up of the push and layer-reuse tests: busybox pushed to `reg`
+/// as `library/busybox:latest`, pulled into `env`, and an image
+/// `FROM` it plus `COPY file` built there as `REG/team/app:TAG`. Returns the
+/// pushed busybox, the base's name and the app's name.
+pub fn app_on_pushed_busybox(
+    reg: &Registry,
+    env: &Env,
+    file: (&str, &str),
+    tag: &str,
+) -> (kiln_testutil::registry::BusyboxImage, String, String) {
+    let img = reg
+        .push_busybox("library/busybox:latest")
+        .expect("push busybox");
+    let base = format!("{}/library/busybox:latest", reg.addr());
+    env.ok(&["pull", "-q", &base]);
+    let ctx = context(&format!("FROM {base}\nCOPY {0} /{0}\n", file.0), &[file]);
+    let app = format!("{}/team/app:{tag}", reg.addr());
+    env.ok(&[
+        "build",
+        "--progress=plain",
+        "-q",
+        "-t",
+        &app,
+        path_str(ctx.path()),
+    ]);
+    (img, base, app)
+}
